@@ -1,0 +1,32 @@
+"""stacker: all-in-focus composites and depth maps from focal stacks.
+
+The pipeline streams slices through one module per stage:
+:mod:`stacker.io` (read, write), :mod:`stacker.focus` (focus measure),
+:mod:`stacker.select` (sharpest slice per pixel), :mod:`stacker.composite`
+(all-in-focus image) and :mod:`stacker.depth` (depth encodings and preview),
+orchestrated by :func:`stacker.merge`.
+"""
+
+__version__ = "0.1.0"
+
+from .composite import composite_from_index
+from .focus import focus_measure
+from .focusmap import focus_map
+from .io import StackError, StackWarning, open_stack, read_image, write_image
+from .pipeline import MergeResult, merge
+from .select import select_sharpest
+
+__all__ = [
+    "MergeResult",
+    "StackError",
+    "StackWarning",
+    "__version__",
+    "composite_from_index",
+    "focus_map",
+    "focus_measure",
+    "merge",
+    "open_stack",
+    "read_image",
+    "select_sharpest",
+    "write_image",
+]

@@ -1,0 +1,5 @@
+"""``python -m stacker``."""
+
+from .cli import run
+
+run()

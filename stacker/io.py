@@ -1,0 +1,465 @@
+"""Read focal stacks one slice at a time, and write outputs atomically.
+
+A stack is a list of files (PNG, JPEG, TIFF; multi-page TIFFs contribute every
+page), a folder of such files, or an in-memory array. Formats are detected from
+the file's content, not its name, because real data sets ship JPEG bytes in
+``.png`` files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import imagecodecs
+import imageio.v3 as iio
+import numpy as np
+import tifffile
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Stack",
+    "StackError",
+    "StackWarning",
+    "check_output_path",
+    "convert_dtype",
+    "natural_key",
+    "open_stack",
+    "read_image",
+    "write_image",
+]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+_WRITE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff"}
+# Which dtypes each output format can hold without loss.
+_FORMAT_DTYPES = {
+    "png": ("uint8", "uint16"),
+    "jpeg": ("uint8",),
+    "tiff": ("uint8", "uint16", "float32"),
+}
+
+
+class StackError(ValueError):
+    """The input stack cannot be used: missing, unreadable or inconsistent slices."""
+
+
+class StackWarning(UserWarning):
+    """Something about the input was changed or assumed; the run goes on."""
+
+
+def natural_key(path: str | os.PathLike) -> list:
+    """Sort key that orders embedded numbers by value (``s2`` before ``s10``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        File name or path.
+
+    Returns
+    -------
+    key : list
+        Alternating text and integer parts, comparable between paths.
+
+    Examples
+    --------
+    >>> sorted(["s10.png", "s2.png", "s1.png"], key=natural_key)
+    ['s1.png', 's2.png', 's10.png']
+    """
+    parts = re.split(r"(\d+)", str(path))
+    return [int(p) if p.isdigit() else p.lower() for p in parts]
+
+
+def _sniff(path: Path) -> str:
+    """Return 'tiff', 'png', 'jpeg' or 'other' from the file's first bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    return "other"
+
+
+def _page_array(page: tifffile.TiffPage) -> np.ndarray:
+    data = page.asarray()
+    # Planar (separate) samples come out as (S, M, N); the pipeline wants (M, N, S).
+    if page.axes.startswith("S") and data.ndim == 3:
+        data = np.moveaxis(data, 0, -1)
+    return data
+
+
+def _drop_alpha(image: np.ndarray, name: str) -> np.ndarray:
+    if image.ndim == 3 and image.shape[-1] in (2, 4):
+        warnings.warn(f"{name}: alpha channel dropped", StackWarning, stacklevel=4)
+        image = image[..., :-1]
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    return image
+
+
+def _decode(path: Path, page: int | None) -> np.ndarray:
+    kind = _sniff(path)
+    if kind == "tiff":
+        with tifffile.TiffFile(path) as tif:
+            return _page_array(tif.pages[page or 0])
+    data = path.read_bytes()
+    if kind == "png":
+        return imagecodecs.png_decode(data)
+    if kind == "jpeg":
+        return imagecodecs.jpeg8_decode(data)
+    return iio.imread(data)
+
+
+def read_image(path: str | os.PathLike, *, page: int | None = None) -> np.ndarray:
+    """Read one image (or one page of a TIFF) as an array.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Image file; the format is detected from its content.
+    page : int, optional
+        Page of a multi-page TIFF (default: the first).
+
+    Returns
+    -------
+    image : (M, N) or (M, N, 3) ndarray
+        Pixels in the file's own dtype; an alpha channel is dropped with a
+        :class:`StackWarning`.
+
+    Raises
+    ------
+    StackError
+        If the file is missing, unreadable, or not a 2-D grey or RGB image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StackError(f"{path}: no such file")
+    try:
+        image = _decode(path, page)
+    except Exception as exc:  # decoders raise many types; the user needs one message
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StackError(f"{path}: cannot read image ({reason})") from exc
+    image = _drop_alpha(np.asarray(image), path.name)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] != 3):
+        raise StackError(
+            f"{path}: expected a grey (M, N) or RGB (M, N, 3) image, got shape {image.shape}"
+        )
+    if image.dtype.kind not in "uif" or image.dtype.itemsize > 8:
+        raise StackError(f"{path}: unsupported pixel type {image.dtype}")
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise StackError(f"{path}: contains NaN or infinite pixels; stacker needs finite values")
+    return image
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One slice of a stack: a file, and the page within it for multi-page TIFFs."""
+
+    path: Path
+    page: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name if self.page is None else f"{self.path.name}[page {self.page}]"
+
+
+def _expand(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        if not files:
+            raise StackError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return sorted(files, key=natural_key)
+    if not path.exists():
+        raise StackError(f"{path}: no such file or folder")
+    return [path]
+
+
+def _frames(path: Path) -> list[Frame]:
+    try:
+        kind = _sniff(path)
+    except OSError as exc:
+        raise StackError(f"{path}: cannot open ({exc.strerror})") from exc
+    if kind != "tiff":
+        return [Frame(path)]
+    try:
+        with tifffile.TiffFile(path) as tif:
+            n = len(tif.pages)
+    except Exception as exc:
+        raise StackError(f"{path}: cannot read TIFF ({exc})") from exc
+    return [Frame(path)] if n == 1 else [Frame(path, i) for i in range(n)]
+
+
+class Stack:
+    """A focal stack that yields one slice at a time.
+
+    Use :func:`open_stack` to build one. Iterating decodes each slice on
+    demand and checks it against the first slice's shape and dtype, so a whole
+    stack is never held in memory (unless it was given as an array).
+
+    Attributes
+    ----------
+    shape : tuple of int
+        Shape of one slice, ``(M, N)`` or ``(M, N, 3)``.
+    dtype : numpy.dtype
+        Pixel type shared by all slices.
+    names : list of str
+        One label per slice (file name, with the page for multi-page TIFFs).
+    paths : list of Path
+        The distinct input files (empty for array input).
+    """
+
+    def __init__(self, frames: list[Frame] | None = None, array: np.ndarray | None = None):
+        self._frames = frames or []
+        self._array = array
+        if array is not None:
+            self.names = [f"slice {i}" for i in range(len(array))]
+            self.shape, self.dtype = tuple(array.shape[1:]), array.dtype
+        else:
+            self.names = [f.name for f in self._frames]
+            first = read_image(self._frames[0].path, page=self._frames[0].page)
+            self.shape, self.dtype = first.shape, first.dtype
+        self.paths = list(dict.fromkeys(f.path for f in self._frames))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if self._array is not None:
+            return self._array[index]
+        frame = self._frames[index]
+        image = read_image(frame.path, page=frame.page)
+        if image.shape != self.shape:
+            raise StackError(
+                f"{frame.name}: shape {image.shape} differs from the first slice's "
+                f"{self.shape} ({self.names[0]})"
+            )
+        if image.dtype != self.dtype:
+            raise StackError(
+                f"{frame.name}: pixel type {image.dtype} differs from the first slice's "
+                f"{self.dtype} ({self.names[0]})"
+            )
+        return image
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+def _check_array_stack(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 4 and array.shape[-1] in (2, 4):
+        warnings.warn("alpha channel dropped", StackWarning, stacklevel=3)
+        array = array[..., :-1]
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (3, 4) or (array.ndim == 4 and array.shape[-1] != 3):
+        raise ValueError(
+            f"stack array must have shape (Z, M, N) or (Z, M, N, 3), got {array.shape}"
+        )
+    if array.shape[0] == 0:
+        raise StackError("stack is empty: no slices")
+    if array.dtype.kind not in "uif":
+        raise ValueError(f"stack array must be numeric, got dtype {array.dtype}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise StackError("stack contains NaN or infinite pixels; stacker needs finite values")
+    return array
+
+
+def open_stack(
+    inputs: str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | np.ndarray],
+    *,
+    order: str = "natural",
+) -> Stack:
+    """Open a focal stack from files, a folder, a multi-page TIFF or arrays.
+
+    Parameters
+    ----------
+    inputs : path, (Z, M, N[, 3]) ndarray, sequence of paths or arrays, or Stack
+        Image files (every page of a multi-page TIFF is a slice), folders (their
+        PNG/JPEG/TIFF files), or slices already in memory. A :class:`Stack` is
+        returned as it is.
+    order : {'natural', 'given'}, optional
+        ``'natural'`` sorts files by name with numbers by value (``z2`` before
+        ``z10``), warning if that changes the order given; ``'given'`` keeps
+        the order of `inputs`. Pages of one TIFF keep their order.
+
+    Returns
+    -------
+    stack : Stack
+        Lazily decoded slices with their common shape and dtype.
+
+    Raises
+    ------
+    StackError
+        If there are no slices, or a file is missing or unreadable.
+    ValueError
+        If `order` is not one of the accepted values.
+    """
+    if order not in ("natural", "given"):
+        raise ValueError(f"order must be 'natural' or 'given', got {order!r}")
+    if isinstance(inputs, Stack):
+        return inputs
+    if isinstance(inputs, np.ndarray):
+        return Stack(array=_check_array_stack(inputs))
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    inputs = list(inputs)
+    if not inputs:
+        raise StackError("no input slices given")
+    if all(isinstance(x, np.ndarray) for x in inputs):
+        try:
+            array = np.stack(inputs)
+        except ValueError as exc:
+            raise StackError(f"slices differ in shape: {exc}") from exc
+        return Stack(array=_check_array_stack(array))
+    if any(isinstance(x, np.ndarray) for x in inputs):
+        raise ValueError("inputs must be all paths or all arrays, not a mix")
+
+    paths = [p for x in inputs for p in _expand(Path(x))]
+    if order == "natural":
+        ordered = sorted(paths, key=natural_key)
+        if ordered != paths:
+            warnings.warn(
+                "inputs were not in natural order; stacking in natural order "
+                f"({ordered[0].name}, {ordered[1].name}, ...); use order='given' "
+                "(--order given) to keep yours",
+                StackWarning,
+                stacklevel=2,
+            )
+        paths = ordered
+    frames = [f for p in paths for f in _frames(p)]
+    return Stack(frames=frames)
+
+
+def convert_dtype(image: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
+    """Convert pixel values between uint8, uint16 and float32 ranges.
+
+    Parameters
+    ----------
+    image : ndarray
+        Pixels; integers use their type's full range, floats [0, 1].
+    dtype : {'uint8', 'uint16', 'float32'}
+        Target type.
+
+    Returns
+    -------
+    converted : ndarray
+        `image` rescaled (rounded, clipped) to `dtype`; `image` itself when it
+        already has that dtype.
+    """
+    dtype = np.dtype(dtype)
+    if image.dtype == dtype:
+        return image
+    if dtype.kind not in "uf":
+        raise ValueError(f"dtype must be uint8, uint16 or float32, got {dtype}")
+    src = image.astype(np.float32)
+    if image.dtype.kind in "ui":
+        src /= np.iinfo(image.dtype).max
+    if dtype.kind == "f":
+        return src.astype(dtype)
+    top = np.iinfo(dtype).max
+    return np.clip(np.rint(src * top), 0, top).astype(dtype)
+
+
+def _format_of(path: Path) -> str:
+    fmt = _WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"{path}: cannot tell the output format from its extension; use one of "
+            f"{', '.join(_WRITE_FORMATS)}"
+        )
+    return fmt
+
+
+def check_output_path(
+    path: str | os.PathLike, dtype: np.dtype | str | None = None, *, inputs: Sequence[Path] = ()
+) -> Path:
+    """Check, before any work, that an output can be written where asked.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file.
+    dtype : numpy dtype, optional
+        Pixel type to be written; checked against what the format can hold.
+    inputs : sequence of Path, optional
+        Input files, which must never be overwritten.
+
+    Returns
+    -------
+    path : Path
+        The output path.
+
+    Raises
+    ------
+    ValueError
+        If the extension is unknown, the format cannot hold `dtype`, the path is
+        one of the inputs, or its folder does not exist.
+    """
+    path = Path(path)
+    fmt = _format_of(path)
+    if dtype is not None and np.dtype(dtype).name not in _FORMAT_DTYPES[fmt]:
+        raise ValueError(
+            f"{path}: {fmt.upper()} cannot hold {np.dtype(dtype).name} pixels without loss; "
+            f"choose a format that can ({_suggest(np.dtype(dtype))}) or convert explicitly "
+            "(--bit-depth 8 or 16)"
+        )
+    if not path.parent.is_dir():
+        raise ValueError(f"{path}: output folder {path.parent} does not exist")
+    for src in inputs:
+        if path.resolve() == src.resolve() or (path.exists() and os.path.samefile(path, src)):
+            raise ValueError(f"{path}: refusing to overwrite an input slice")
+    return path
+
+
+def _suggest(dtype: np.dtype) -> str:
+    return ", ".join(
+        f".{f[:3] if f != 'jpeg' else 'jpg'}"
+        for f, ok in _FORMAT_DTYPES.items()
+        if dtype.name in ok
+    )
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95) -> None:
+    """Write an image atomically: to a temporary file, then renamed into place.
+
+    A failure leaves no partial file, and any earlier file at `path` intact.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file; ``.png``, ``.jpg``/``.jpeg`` or ``.tif``/``.tiff``.
+    image : (M, N) or (M, N, 3) ndarray
+        uint8 or uint16 (PNG, TIFF), uint8 (JPEG) or float32 (TIFF).
+    quality : int, optional
+        JPEG quality, 1-100.
+    """
+    path = Path(path)
+    fmt = _format_of(path)
+    if image.dtype.name not in _FORMAT_DTYPES[fmt]:
+        raise ValueError(f"{path}: {fmt.upper()} cannot hold {image.dtype.name} pixels")
+    image = np.ascontiguousarray(image)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if fmt == "tiff":
+                photometric = "rgb" if image.ndim == 3 else "minisblack"
+                tifffile.imwrite(fh, image, photometric=photometric, compression="zlib")
+            elif fmt == "png":
+                fh.write(imagecodecs.png_encode(image, level=6))
+            else:
+                fh.write(imagecodecs.jpeg8_encode(image, level=quality))
+        # mkstemp makes the file private (0600); outputs get the usual umask mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
