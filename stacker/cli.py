@@ -14,7 +14,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from . import __version__
@@ -142,7 +141,7 @@ def merge(
 def _check_outputs(targets: list[tuple[Path, object]], inputs: list[Path]) -> None:
     resolved = [p.resolve() for p, _ in targets]
     if len(set(resolved)) != len(resolved):
-        raise click.UsageError("two outputs name the same file")
+        raise ValueError("two outputs name the same file")
     for path, dtype in targets:
         check_output_path(path, dtype, inputs=inputs)
 
@@ -207,15 +206,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             code = app(args=argv, prog_name="stacker", standalone_mode=False)
             return code if isinstance(code, int) else 0
-        except click.exceptions.Exit as exc:
+        except typer.Exit as exc:
             return exc.exit_code
-        except click.exceptions.Abort:
+        except typer.Abort:
             sys.stderr.write("error: aborted\n")
             return 1
-        except click.ClickException as exc:
+        except typer.TyperException as exc:  # bad usage: unknown option, missing argument
             if debug:
                 traceback.print_exc()
-            sys.stderr.write(f"error: {exc.format_message()}\n")
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            sys.stderr.write(f"error: {message}\n")
             return 2
         except (StackError, ValueError, FileNotFoundError) as exc:
             if debug:

@@ -114,7 +114,10 @@ def _decode(path: Path, page: int | None) -> np.ndarray:
         return imagecodecs.png_decode(data)
     if kind == "jpeg":
         return imagecodecs.jpeg8_decode(data)
-    return iio.imread(data)
+    try:
+        return iio.imread(data, plugin="pillow")
+    except Exception as exc:
+        raise StackError(f"{path}: not a PNG, JPEG or TIFF image") from exc
 
 
 def read_image(path: str | os.PathLike, *, page: int | None = None) -> np.ndarray:
@@ -141,8 +144,12 @@ def read_image(path: str | os.PathLike, *, page: int | None = None) -> np.ndarra
     path = Path(path)
     if not path.is_file():
         raise StackError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise StackError(f"{path}: file is empty")
     try:
         image = _decode(path, page)
+    except StackError:
+        raise
     except Exception as exc:  # decoders raise many types; the user needs one message
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StackError(f"{path}: cannot read image ({reason})") from exc
@@ -446,15 +453,18 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95
         raise ValueError(f"{path}: {fmt.upper()} cannot hold {image.dtype.name} pixels")
     image = np.ascontiguousarray(image)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            if fmt == "tiff":
-                photometric = "rgb" if image.ndim == 3 else "minisblack"
-                tifffile.imwrite(fh, image, photometric=photometric, compression="zlib")
-            elif fmt == "png":
-                fh.write(imagecodecs.png_encode(image, level=6))
-            else:
-                fh.write(imagecodecs.jpeg8_encode(image, level=quality))
+        if fmt == "tiff":
+            photometric = "rgb" if image.ndim == 3 else "minisblack"
+            tifffile.imwrite(tmp, image, photometric=photometric, compression="zlib")
+        else:
+            encoded = (
+                imagecodecs.png_encode(image, level=6)
+                if fmt == "png"
+                else imagecodecs.jpeg8_encode(image, level=quality)
+            )
+            Path(tmp).write_bytes(encoded)
         # mkstemp makes the file private (0600); outputs get the usual umask mode.
         umask = os.umask(0)
         os.umask(umask)

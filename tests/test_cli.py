@@ -1,0 +1,177 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import region_stack
+
+from stacker import __version__
+from stacker.cli import main
+from stacker.io import read_image, write_image
+
+
+@pytest.fixture
+def slices(write_slices):
+    stack, truth, _ = region_stack(5, shape=(40, 50), channels=3)
+    return write_slices(stack), truth
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_merge_end_to_end(slices, tmp_path, capsys):
+    paths, truth = slices
+    out, depth, preview = tmp_path / "c.png", tmp_path / "d.png", tmp_path / "p.png"
+    code, _, err = run(
+        capsys, "merge", *paths, "-o", out, "--depth", depth, "--depth-preview", preview
+    )
+    assert code == 0, err
+    assert read_image(out).shape == (40, 50, 3)
+    d = read_image(depth)
+    assert d.dtype == np.uint16 and d.max() == 4
+    assert (d == truth).mean() > 0.85
+    assert read_image(preview).shape[0] == 40
+
+
+def test_merge_float_depth_tiff(slices, tmp_path, capsys):
+    paths, _ = slices
+    code, _, err = run(
+        capsys,
+        "merge",
+        *paths,
+        "-o",
+        tmp_path / "c.tif",
+        "--depth",
+        tmp_path / "d.tif",
+        "--depth-format",
+        "float",
+    )
+    assert code == 0, err
+    assert read_image(tmp_path / "d.tif").dtype == np.float32
+
+
+def test_sixteen_bit_stays_sixteen_bit(tmp_path, write_slices, capsys):
+    stack, _, _ = region_stack(3, shape=(20, 30), dtype=np.uint16)
+    paths = write_slices(stack, fmt="tif")
+    code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.png")
+    assert code == 0, err
+    assert read_image(tmp_path / "c.png").dtype == np.uint16
+    # JPEG cannot hold it: a one-line error naming the way out, and no file
+    code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.jpg")
+    assert code == 2 and "--bit-depth" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c.jpg").exists()
+    code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.jpg", "--bit-depth", "8")
+    assert code == 0 and read_image(tmp_path / "c.jpg").dtype == np.uint8
+
+
+def test_non_natural_order_is_announced(slices, tmp_path, capsys):
+    paths, _ = slices
+    shuffled = [paths[2], paths[0], paths[1], paths[4], paths[3]]
+    code, _, err = run(capsys, "merge", *shuffled, "-o", tmp_path / "c.png")
+    assert code == 0 and "warning:" in err and "--order given" in err
+
+
+def test_refuses_to_overwrite_an_input(slices, capsys):
+    paths, _ = slices
+    before = paths[0].read_bytes()
+    code, _, err = run(capsys, "merge", *paths, "-o", paths[0])
+    assert code == 2 and "overwrite an input" in err
+    assert paths[0].read_bytes() == before
+
+
+def _bad_inputs(tmp_path, paths):
+    text = tmp_path / "zz_text.png"
+    text.write_text("I am not an image")
+    other = tmp_path / "zz_other.png"
+    write_image(other, np.zeros((10, 10, 3), np.uint8))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    return {
+        "missing": ([tmp_path / "nope.png"], "no such file"),
+        "text": ([*paths, text], "zz_text.png: not a PNG, JPEG or TIFF image"),
+        "size": ([*paths, other], "zz_other.png: shape (10, 10, 3) differs"),
+        "empty_dir": ([empty], "no images"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "text", "size", "empty_dir"])
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(slices, tmp_path, capsys, case):
+    paths, _ = slices
+    inputs, message = _bad_inputs(tmp_path, paths)[case]
+    out = tmp_path / "result.png"
+    out.write_bytes(b"earlier")
+    code, _, err = run(capsys, "merge", *inputs, "-o", out, "--depth", tmp_path / "d.png")
+    assert code == 2
+    assert message in err and err.startswith("error:") and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert out.read_bytes() == b"earlier" and not (tmp_path / "d.png").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_bad_usage_exit_2(capsys):
+    code, _, err = run(capsys, "merge", "-o", "x.png")
+    assert code == 2 and "error:" in err
+    code, _, err = run(capsys, "merge", "a.png", "-o", "x.png", "--depth-format", "nope")
+    assert code == 2
+
+
+def test_debug_shows_traceback(tmp_path, capsys):
+    code, _, err = run(capsys, "merge", tmp_path / "nope.png", "-o", tmp_path / "o.png", "--debug")
+    assert code == 2 and "Traceback" in err
+
+
+def test_version(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"stacker {__version__}"
+
+
+def test_focus_command(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    img = np.full((30, 30, 3), 120, np.uint8)
+    img[:, :15] = rng.integers(0, 255, (30, 15, 3))
+    write_image(tmp_path / "photo.png", img)
+    code, _, err = run(
+        capsys,
+        "focus",
+        tmp_path / "photo.png",
+        "-o",
+        tmp_path / "f.png",
+        "--masked",
+        tmp_path / "m.png",
+        "--background",
+        "black",
+    )
+    assert code == 0, err
+    sk = read_image(tmp_path / "f.png")
+    assert sk.dtype == np.uint8 and sk[:, :8].mean() < sk[:, 25:].mean() == 255
+    masked = read_image(tmp_path / "m.png")
+    assert (masked[:, 25:] == 0).all() and np.array_equal(masked[:, :8], img[:, :8])
+
+
+def test_focus_rejects_bad_colour(tmp_path, capsys):
+    write_image(tmp_path / "p.png", np.zeros((4, 4), np.uint8))
+    code, _, err = run(
+        capsys,
+        "focus",
+        tmp_path / "p.png",
+        "-o",
+        tmp_path / "f.png",
+        "--background",
+        "chartreuse-ish",
+    )
+    assert code == 2 and "colour" in err
+
+
+def test_python_dash_m_runs_in_subprocess(slices, tmp_path):
+    paths, _ = slices
+    proc = subprocess.run(
+        [sys.executable, "-m", "stacker", "merge", *map(str, paths), "-o", str(tmp_path / "c.png")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "c.png").exists()

@@ -1,0 +1,224 @@
+import numpy as np
+import pytest
+import tifffile
+
+from stacker.io import (
+    StackError,
+    StackWarning,
+    check_output_path,
+    convert_dtype,
+    natural_key,
+    open_stack,
+    read_image,
+    write_image,
+)
+
+
+def test_natural_key_orders_numbers_by_value():
+    names = ["s10.png", "s2.png", "S1.png", "s2b.png"]
+    assert sorted(names, key=natural_key) == ["S1.png", "s2.png", "s2b.png", "s10.png"]
+
+
+@pytest.mark.parametrize("fmt", ["png", "tif"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [None, 3])
+def test_write_read_roundtrip(tmp_path, fmt, dtype, channels):
+    rng = np.random.default_rng(0)
+    shape = (7, 9) if channels is None else (7, 9, channels)
+    img = rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+    write_image(tmp_path / f"a.{fmt}", img)
+    np.testing.assert_array_equal(read_image(tmp_path / f"a.{fmt}"), img)
+
+
+def test_float_tiff_roundtrip(tmp_path):
+    img = np.random.default_rng(0).random((5, 6)).astype(np.float32)
+    write_image(tmp_path / "f.tif", img)
+    np.testing.assert_array_equal(read_image(tmp_path / "f.tif"), img)
+
+
+def test_jpeg_roundtrip_is_close(tmp_path):
+    img = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (64, 1))
+    write_image(tmp_path / "a.jpg", np.dstack([img] * 3))
+    back = read_image(tmp_path / "a.jpg")
+    assert back.shape == (64, 64, 3) and np.abs(back.astype(int) - img[..., None]).max() < 8
+
+
+def test_format_detected_from_content_not_name(tmp_path):
+    img = np.full((8, 8, 3), 90, np.uint8)
+    write_image(tmp_path / "a.jpg", img)
+    (tmp_path / "a.jpg").rename(tmp_path / "really_a_jpeg.png")
+    assert read_image(tmp_path / "really_a_jpeg.png").shape == (8, 8, 3)
+
+
+def test_alpha_is_dropped_with_warning(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    tifffile.imwrite(tmp_path / "a.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    with pytest.warns(StackWarning, match="alpha"):
+        assert read_image(tmp_path / "a.tif").shape == (4, 4, 3)
+
+
+@pytest.mark.parametrize("channels", [None, 3])
+def test_multipage_tiff_is_a_stack(tmp_path, channels):
+    shape = (6, 10, 12) if channels is None else (6, 10, 12, channels)
+    data = np.arange(np.prod(shape), dtype=np.uint16).reshape(shape)
+    tifffile.imwrite(tmp_path / "stack.tif", data, photometric="rgb" if channels else None)
+    stack = open_stack(tmp_path / "stack.tif")
+    assert len(stack) == 6 and stack.shape == shape[1:] and stack.dtype == np.uint16
+    for k, plane in enumerate(stack):
+        np.testing.assert_array_equal(plane, data[k])
+    assert stack.names[2] == "stack.tif[page 2]"
+
+
+def test_planar_rgb_tiff_is_interleaved(tmp_path):
+    data = np.random.default_rng(0).integers(0, 255, (3, 5, 6), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "p.tif", data, photometric="rgb", planarconfig="separate")
+    np.testing.assert_array_equal(read_image(tmp_path / "p.tif"), np.moveaxis(data, 0, -1))
+
+
+def test_folder_is_read_in_natural_order(tmp_path):
+    for k in (10, 2, 1):
+        write_image(tmp_path / f"z{k}.png", np.full((3, 3), k, np.uint8))
+    (tmp_path / "notes.txt").write_text("not an image")
+    stack = open_stack(tmp_path)
+    assert stack.names == ["z1.png", "z2.png", "z10.png"]
+    assert [int(p[0, 0]) for p in stack] == [1, 2, 10]
+
+
+def test_non_natural_list_warns_and_sorts_unless_given(tmp_path):
+    paths = []
+    for k in (10, 2):
+        paths.append(tmp_path / f"z{k}.png")
+        write_image(paths[-1], np.full((3, 3), k, np.uint8))
+    with pytest.warns(StackWarning, match="natural order"):
+        assert open_stack(paths).names == ["z2.png", "z10.png"]
+    assert open_stack(paths, order="given").names == ["z10.png", "z2.png"]
+
+
+def test_array_inputs():
+    stack = open_stack(np.zeros((3, 4, 5, 3), np.uint8))
+    assert len(stack) == 3 and stack.shape == (4, 5, 3)
+    assert open_stack([np.zeros((4, 5)), np.ones((4, 5))]).shape == (4, 5)
+
+
+def test_shape_mismatch_names_file_and_both_shapes(tmp_path):
+    write_image(tmp_path / "z1.png", np.zeros((4, 5), np.uint8))
+    write_image(tmp_path / "z2.png", np.zeros((4, 6), np.uint8))
+    with pytest.raises(StackError, match=r"z2\.png.*\(4, 6\).*\(4, 5\)"):
+        list(open_stack(tmp_path))
+
+
+def test_channel_mismatch(tmp_path):
+    write_image(tmp_path / "z1.png", np.zeros((4, 5), np.uint8))
+    write_image(tmp_path / "z2.png", np.zeros((4, 5, 3), np.uint8))
+    with pytest.raises(StackError, match=r"z2\.png.*\(4, 5, 3\)"):
+        list(open_stack(tmp_path))
+
+
+def test_bit_depth_mismatch(tmp_path):
+    write_image(tmp_path / "z1.png", np.zeros((4, 5), np.uint8))
+    write_image(tmp_path / "z2.png", np.zeros((4, 5), np.uint16))
+    with pytest.raises(StackError, match=r"z2\.png.*uint16"):
+        list(open_stack(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"hello, I am text", "not a PNG, JPEG or TIFF image"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "cannot read"),
+        (b"", "file is empty"),
+    ],
+)
+def test_unreadable_files(tmp_path, content, match):
+    (tmp_path / "bad.png").write_bytes(content)
+    with pytest.raises(StackError, match=match):
+        read_image(tmp_path / "bad.png")
+
+
+def test_truncated_png(tmp_path):
+    write_image(tmp_path / "a.png", np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "a.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(StackError, match=r"a\.png: cannot read"):
+        read_image(tmp_path / "a.png")
+
+
+def test_nan_in_float_tiff(tmp_path):
+    img = np.zeros((4, 4), np.float32)
+    img[1, 1] = np.nan
+    tifffile.imwrite(tmp_path / "n.tif", img)
+    with pytest.raises(StackError, match="NaN"):
+        read_image(tmp_path / "n.tif")
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda p: [], "no input"),
+        (lambda p: [p / "missing.png"], "no such file"),
+        (lambda p: [p], "no images"),
+    ],
+)
+def test_empty_and_missing_inputs(tmp_path, make, match):
+    with pytest.raises(StackError, match=match):
+        open_stack(make(tmp_path))
+
+
+def test_open_stack_rejects_bad_order():
+    with pytest.raises(ValueError, match="order"):
+        open_stack(np.zeros((2, 3, 3)), order="random")
+
+
+def test_write_is_atomic_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"earlier result")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("imagecodecs.png_encode", boom)
+    with pytest.raises(RuntimeError):
+        write_image(target, np.zeros((4, 4), np.uint8))
+    assert target.read_bytes() == b"earlier result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_written_file_is_not_private(tmp_path):
+    write_image(tmp_path / "o.png", np.zeros((2, 2), np.uint8))
+    assert (tmp_path / "o.png").stat().st_mode & 0o044
+
+
+@pytest.mark.parametrize(
+    "name,dtype,match",
+    [
+        ("o.bmpx", None, "extension"),
+        ("o.jpg", "uint16", "JPEG cannot hold uint16"),
+        ("o.png", "float32", "PNG cannot hold float32"),
+        ("nodir/o.png", None, "does not exist"),
+    ],
+)
+def test_check_output_path(tmp_path, name, dtype, match):
+    with pytest.raises(ValueError, match=match):
+        check_output_path(tmp_path / name, dtype)
+
+
+def test_check_output_path_refuses_input(tmp_path):
+    src = tmp_path / "z1.png"
+    write_image(src, np.zeros((2, 2), np.uint8))
+    with pytest.raises(ValueError, match="overwrite an input"):
+        check_output_path(tmp_path / "." / "z1.png", "uint8", inputs=[src])
+
+
+@pytest.mark.parametrize(
+    "src,dtype,expected",
+    [
+        (np.array([0, 255], np.uint8), "uint16", [0, 65535]),
+        (np.array([0, 257, 65535], np.uint16), "uint8", [0, 1, 255]),
+        (np.array([-0.5, 0.5, 2.0], np.float32), "uint8", [0, 128, 255]),
+        (np.array([0, 255], np.uint8), "float32", [0.0, 1.0]),
+    ],
+)
+def test_convert_dtype(src, dtype, expected):
+    out = convert_dtype(src, dtype)
+    assert out.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(out, expected)

@@ -1,0 +1,49 @@
+"""Every real stack in ../shared/stacks loads and merges; skipped when absent."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+import stacker
+
+SHARED = Path(os.environ.get("STACKER_SHARED_STACKS", Path(__file__).parents[2] / "shared/stacks"))
+pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f"no real stacks at {SHARED}")
+
+STACKS = {
+    "algae_brightfield": ("*.png", 5, (3648, 5440, 3), np.uint8),
+    "dapi_widefield_deconwolf": ("*.tif", 40, (201, 101), np.uint16),
+    "edf_skeleton_big": ("*.tif", 3, (116, 170, 3), np.uint8),
+    "lake_bracket_focusstacker": ("*.jpg", 3, (1920, 1280, 3), np.uint8),
+    "pcb_petteri": ("*.jpg", 7, (1536, 2048, 3), np.uint8),
+    "ring_cmcguinness": ("*.jpg", 6, (1141, 1521, 3), np.uint8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STACKS))
+def test_real_stack_merges(name):
+    pattern, n, shape, dtype = STACKS[name]
+    files = sorted((SHARED / name).glob(pattern))
+    if not files:
+        pytest.skip(f"{name} not present")
+    result = stacker.merge(files)
+    assert result.n_slices == n
+    assert result.composite.shape == shape and result.composite.dtype == dtype
+    assert result.depth.shape == shape[:2]
+    assert 0 <= result.depth.min() and result.depth.max() <= n - 1
+
+
+@pytest.mark.parametrize("k", range(1, 7))
+def test_ground_truth_depth(k):
+    folder = SHARED / "synthetic_gt_wlls" / f"stack{k}"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not present")
+    result = stacker.merge(sorted(folder.glob("image_*.jpg")))
+    truth = tifffile.imread(folder / "gt_depth_slice_index.tif")
+    # The truth covers the central crop: truth pixel (0, 0) is image pixel (20, 20).
+    depth = result.depth[20 : 20 + truth.shape[0], 20 : 20 + truth.shape[1]]
+    within_one = (np.abs(depth - truth) <= 1).mean()
+    print(f"stack{k}: {within_one:.3f} within one slice")
+    assert within_one > 0.9  # measured 0.93 (stack5) to 0.999 with the argmax method
