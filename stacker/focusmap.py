@@ -39,7 +39,7 @@ def focus_map(image: np.ndarray, *, sigma: float = 2.0) -> np.ndarray:
 
     Examples
     --------
-    >>> img = np.zeros((16, 16)); img[8:, :] = 1
+    >>> img = np.zeros((40, 40)); img[20:, :] = 1
     >>> f = focus_map(img)
     >>> float(f.max()), float(f[0, 0])
     (1.0, 0.0)
