@@ -40,6 +40,12 @@ class DepthFormat(str, Enum):
     float = "float"
 
 
+class Method(str, Enum):
+    depthmap = "depthmap"
+    pyramid = "pyramid"
+    argmax = "argmax"
+
+
 class BitDepth(str, Enum):
     auto = "auto"
     b8 = "8"
@@ -103,6 +109,13 @@ def merge(
     depth_preview_path: Annotated[
         Path | None, typer.Option("--depth-preview", help="Colour depth picture with a scale.")
     ] = None,
+    method: Annotated[
+        Method,
+        typer.Option(
+            help="depthmap: sub-slice depth, blended composite; pyramid: Laplacian-pyramid "
+            "fusion; argmax: each pixel from its sharpest slice."
+        ),
+    ] = Method.depthmap,
     sigma: Sigma = 2.0,
     order: Annotated[
         Order, typer.Option(help="Slice order: natural (z2 before z10) or given.")
@@ -130,7 +143,9 @@ def merge(
         targets.append((depth_preview_path, "uint8"))
     _check_outputs(targets, stack.paths)
 
-    result = merge_stack(stack, sigma=sigma, progress=_progress(quiet, "stacking"))
+    result = merge_stack(
+        stack, method=method.value, sigma=sigma, progress=_progress(quiet, "stacking")
+    )
     write_image(output, convert_dtype(result.composite, out_dtype))
     if depth is not None:
         write_image(depth, encode_depth(result.depth, depth_format.value))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["HardPick", "composite_from_index"]
+__all__ = ["HardPick", "PeakNeighbours", "composite_from_index", "neighbour_weights"]
 
 
 class HardPick:
@@ -72,3 +72,115 @@ def composite_from_index(stack: np.ndarray, index: np.ndarray) -> np.ndarray:
     if stack.ndim == 4:
         idx = idx[..., None]
     return np.take_along_axis(stack, idx, axis=0)[0]
+
+
+class PeakNeighbours:
+    """Running copy of each pixel's sharpest slice and of its two neighbours.
+
+    Paired with :class:`stacker.select.PeakTracker`, this keeps, per pixel,
+    the slices at ``index - 1``, ``index`` and ``index + 1``: enough to blend
+    around a sub-slice depth in one pass over the stack, with memory of four
+    frames (three kept, one previous) whatever the number of slices.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of one slice, ``(M, N)`` or ``(M, N, 3)``.
+    dtype : numpy dtype
+        Pixel type of the slices.
+
+    Attributes
+    ----------
+    before, peak, after : ndarray
+        The three slices' pixels (``before`` repeats ``peak`` at the first
+        slice, ``after`` at the last).
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype):
+        self.before = np.zeros(shape, dtype=dtype)
+        self.peak = np.zeros(shape, dtype=dtype)
+        self.after = np.zeros(shape, dtype=dtype)
+        self._previous: np.ndarray | None = None
+
+    def update(self, image: np.ndarray, won: np.ndarray, follows: np.ndarray) -> None:
+        """Take the next slice, with the masks from :meth:`PeakTracker.update`.
+
+        Parameters
+        ----------
+        image : (M, N) or (M, N, 3) ndarray
+            The slice.
+        won : (M, N) ndarray of bool
+            Pixels where it is now the sharpest slice.
+        follows : (M, N) ndarray of bool
+            Pixels whose sharpest slice is the previous one.
+        """
+        expand = (lambda m: m[..., None]) if image.ndim == 3 else (lambda m: m)
+        previous = image if self._previous is None else self._previous
+        np.copyto(self.after, image, where=expand(follows | won))
+        np.copyto(self.peak, image, where=expand(won))
+        np.copyto(self.before, previous, where=expand(won))
+        self._previous = image
+
+    def blend(self, weights: np.ndarray) -> np.ndarray:
+        """Weighted sum of the three kept slices, in their dtype.
+
+        Parameters
+        ----------
+        weights : (3, M, N) ndarray
+            Weights of ``before``, ``peak`` and ``after``, summing to 1.
+
+        Returns
+        -------
+        image : ndarray
+            Same shape and dtype as the slices.
+        """
+        out = np.zeros(self.peak.shape, dtype=np.float32)
+        for w, img in zip(weights, (self.before, self.peak, self.after), strict=True):
+            out += (w[..., None] if img.ndim == 3 else w) * img
+        if self.peak.dtype.kind in "ui":
+            info = np.iinfo(self.peak.dtype)
+            np.clip(np.rint(out, out=out), info.min, info.max, out=out)
+        return out.astype(self.peak.dtype)
+
+
+def neighbour_weights(
+    before: np.ndarray, peak: np.ndarray, after: np.ndarray, noise: float
+) -> np.ndarray:
+    """Weights of the slices before, at and after the focus peak.
+
+    Blending a neighbour into the composite averages its noise away but
+    adds its defocus; the defocus error grows with the focus it lost
+    relative to the peak (``peak - before``), and the noise gain is fixed.
+    The weights are thus inverse error variances: ``noise / (noise + loss)``
+    for each neighbour and 1 for the peak. Where the neighbours are about as
+    sharp as the peak (deep focus, flat or noisy areas) they are averaged;
+    where the peak is clear, it dominates.
+
+    Parameters
+    ----------
+    before, peak, after : (M, N) ndarray
+        Focus at the slices before, at and after the peak (NaN where a
+        neighbour does not exist).
+    noise : float
+        Noise variance of the slices in focus units (> 0).
+
+    Returns
+    -------
+    weights : (3, M, N) ndarray of float32
+        Non-negative, summing to 1 over the first axis.
+
+    Examples
+    --------
+    >>> w = neighbour_weights(np.array([[1.0]]), np.array([[1.0]]), np.array([[np.nan]]), 0.1)
+    >>> w[:, 0, 0]
+    array([0.5, 0.5, 0. ], dtype=float32)
+    """
+    noise = np.float32(max(noise, 1e-12))
+    weights = np.empty((3, *peak.shape), dtype=np.float32)
+    weights[1] = 1
+    for out, focus in ((weights[0], before), (weights[2], after)):
+        loss = np.maximum(peak - focus, 0)
+        np.divide(noise, noise + loss, out=out)
+        out[np.isnan(focus)] = 0
+    weights /= weights.sum(axis=0)
+    return weights

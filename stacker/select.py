@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
+
+from .pyramid import downsample, upsample
 
 __all__ = ["ArgmaxSelector", "select_sharpest"]
 
@@ -85,3 +88,207 @@ def select_sharpest(focus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for plane in focus:
         selector.update(plane)
     return selector.index, selector.value
+
+
+class PeakTracker(ArgmaxSelector):
+    """Running argmax that also keeps the focus curve around each pixel's peak.
+
+    Besides the peak value and index, it keeps the focus of the slices just
+    before and after the peak, and the running mean of focus, which is what
+    a sub-slice fit and a confidence measure need: three numbers per pixel,
+    whatever the number of slices.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(M, N)``, the shape of one focus map.
+
+    Attributes
+    ----------
+    before, after : (M, N) ndarray of float32
+        Focus of slices ``index - 1`` and ``index + 1`` (NaN where that slice
+        does not exist, or is not seen yet).
+    total : (M, N) ndarray of float32
+        Sum of focus over the slices seen.
+    """
+
+    def __init__(self, shape: tuple[int, int]):
+        super().__init__(shape)
+        self.before = np.full(shape, np.nan, dtype=np.float32)
+        self.after = np.full(shape, np.nan, dtype=np.float32)
+        self.total = np.zeros(shape, dtype=np.float32)
+        self._previous = np.full(shape, np.nan, dtype=np.float32)
+
+    def update(self, focus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Take the next slice's focus map.
+
+        Parameters
+        ----------
+        focus : (M, N) ndarray
+            Focus values of slice number :attr:`count`.
+
+        Returns
+        -------
+        won : (M, N) ndarray of bool
+            Pixels where this slice is now the sharpest.
+        follows : (M, N) ndarray of bool
+            Pixels whose sharpest slice is the one just before this one.
+        """
+        follows = self.index == self.count - 1
+        if self.count == 0:
+            follows[...] = False
+        won = super().update(focus)
+        follows &= ~won
+        np.copyto(self.after, focus, where=follows)
+        np.copyto(self.before, self._previous, where=won)
+        self.after[won] = np.nan
+        self.total += focus
+        self._previous[...] = focus
+        return won, follows
+
+
+def subslice_peak(
+    before: np.ndarray, peak: np.ndarray, after: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-slice position and width of a focus peak from three samples.
+
+    Fits a Gaussian through the focus at the peak slice and its two
+    neighbours (a parabola through their logarithms), as in shape-from-focus
+    practice [1]_.
+
+    Parameters
+    ----------
+    before, peak, after : (M, N) ndarray
+        Focus at slices ``k - 1``, ``k`` and ``k + 1``, where ``k`` is the
+        argmax. NaN marks a missing neighbour (first or last slice): the
+        position then stays at ``k``.
+
+    Returns
+    -------
+    offset : (M, N) ndarray of float32
+        Peak position relative to ``k``, in [-0.5, 0.5] slices.
+    width : (M, N) ndarray of float32
+        Standard deviation of the fitted Gaussian in slices (``inf`` where the
+        curve is flat or a neighbour is missing).
+
+    References
+    ----------
+    .. [1] S. K. Nayar and Y. Nakagawa, "Shape from focus", IEEE Trans. PAMI
+           16(8), 824-831 (1994). :doi:`10.1109/34.308479`
+
+    Examples
+    --------
+    >>> k = np.arange(3.0)
+    >>> f = np.exp(-((k - 1.3) ** 2) / 2)[:, None, None]
+    >>> offset, width = subslice_peak(f[0], f[1], f[2])
+    >>> round(float(offset[0, 0]), 3), round(float(width[0, 0]), 3)
+    (0.3, 1.0)
+    """
+    tiny = np.float32(1e-12)
+    lb, lp, la = (
+        np.log(np.maximum(np.asarray(a, np.float32), tiny)) for a in (before, peak, after)
+    )
+    curvature = lb - 2 * lp + la  # second difference; negative at a proper peak
+    with np.errstate(divide="ignore", invalid="ignore"):
+        offset = np.where(curvature < 0, (lb - la) / (2 * curvature), 0)
+        width = np.where(curvature < 0, np.sqrt(-1 / curvature), np.inf)
+    ok = np.isfinite(offset)
+    offset = np.clip(np.where(ok, offset, 0), -0.5, 0.5).astype(np.float32)
+    width = np.where(ok, width, np.inf).astype(np.float32)
+    return offset, width
+
+
+def regularize_depth(
+    depth: np.ndarray, confidence: np.ndarray, *, sigma: float = 2.0, levels: int = 12
+) -> np.ndarray:
+    """Make a depth map consistent: reject outliers, fill unreliable pixels, smooth.
+
+    Three steps, each edge-preserving:
+
+    1. *Outliers*: a pixel more than one slice away from the median of its
+       neighbourhood (a robust reference that keeps depth steps) loses its
+       confidence.
+    2. *Fill*: pull-push interpolation [2]_ of the confidence-weighted depth
+       over a Gaussian pyramid: a pixel keeps its own depth in proportion to
+       its confidence and takes the finest scale with enough confident
+       support otherwise, so flat, textureless areas inherit depth from the
+       textured pixels around them.
+    3. *Smooth*: a Gaussian of `sigma` averages the small errors of the
+       sub-slice fit, except where it would move a pixel by half a slice or
+       more: depth steps stay within half a slice of where they were.
+
+    Parameters
+    ----------
+    depth : (M, N) ndarray
+        Depth in slices.
+    confidence : (M, N) ndarray
+        Reliability of each depth value in [0, 1].
+    sigma : float, optional
+        Smoothing scale in pixels.
+    levels : int, optional
+        Most pyramid levels for the fill (each halves the resolution).
+
+    Returns
+    -------
+    depth : (M, N) ndarray of float32
+        Regularised depth.
+
+    References
+    ----------
+    .. [1] H. Knutsson and C.-F. Westin, "Normalized and differential
+           convolution", CVPR 1993. :doi:`10.1109/CVPR.1993.341081`
+    .. [2] S. J. Gortler, R. Grzeszczuk, R. Szeliski, M. F. Cohen, "The
+           Lumigraph", SIGGRAPH 1996. :doi:`10.1145/237170.237200`
+
+    Examples
+    --------
+    >>> d = np.zeros((20, 20), np.float32); d[10, 10] = 9  # one outlier
+    >>> float(regularize_depth(d, np.ones_like(d))[10, 10])
+    0.0
+    """
+    depth = np.asarray(depth, np.float32)
+    c = np.clip(np.asarray(confidence, np.float32), 0, 1)
+    if depth.shape != c.shape or depth.ndim != 2:
+        raise ValueError(f"depth and confidence must be equal 2-D shapes: {depth.shape}, {c.shape}")
+    c = np.where(np.abs(depth - _median_reference(depth)) > 1, 0, c)
+    filled = _fill(depth, c, levels)
+    smooth = ndimage.gaussian_filter(filled, sigma, mode="nearest")
+    # Where smoothing would move depth by half a slice or more, a depth step is
+    # near: keep it sharp.
+    return np.where(np.abs(smooth - filled) < 0.5, smooth, filled).astype(np.float32)
+
+
+def _median_reference(depth: np.ndarray) -> np.ndarray:
+    """Median of a neighbourhood about 1/40 of the image wide, computed on a subsample."""
+    step = max(2, min(depth.shape) // 200)
+    small = ndimage.median_filter(depth[::step, ::step], 5, mode="nearest")
+    rows = np.minimum(np.arange(depth.shape[0]) // step, small.shape[0] - 1)
+    cols = np.minimum(np.arange(depth.shape[1]) // step, small.shape[1] - 1)
+    return small[np.ix_(rows, cols)]
+
+
+def _fill(depth: np.ndarray, c: np.ndarray, levels: int) -> np.ndarray:
+    """Pull-push interpolation: confident depth spreads into unconfident pixels.
+
+    Pull: confidence-weighted depth and confidence are reduced down a
+    Gaussian pyramid. Push: from the coarsest level up, each level keeps its
+    own weighted mean where it has confident support and takes the coarser
+    estimate elsewhere; at full resolution a pixel keeps its own depth in
+    proportion to its confidence. O(pixels), whatever the size of the holes.
+    """
+    weights, values = [c], [depth * c]
+    for _ in range(levels):
+        if min(weights[-1].shape) < 4:
+            break
+        weights.append(downsample(weights[-1]))
+        values.append(downsample(values[-1]))
+    estimate = values[-1].sum() / max(weights[-1].sum(), 1e-12) + np.zeros_like(values[-1])
+    for w, v in zip(weights[::-1], values[::-1], strict=True):
+        coarse = upsample(estimate, w.shape) if estimate.shape != w.shape else estimate
+        # Support saturates at 1 at full resolution (the pixel's own confidence)
+        # and at 20 % confident neighbours on the coarser levels.
+        alpha = np.clip(w / (1.0 if w is c else 0.2), 0, 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            own = np.where(w > 1e-6, v / w, coarse)
+        estimate = alpha * own + (1 - alpha) * coarse
+    return estimate

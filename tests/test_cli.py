@@ -175,3 +175,31 @@ def test_python_dash_m_runs_in_subprocess(slices, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "c.png").exists()
+
+
+def test_cli_offers_every_method():
+    from stacker.cli import Method
+    from stacker.pipeline import METHODS
+
+    assert tuple(m.value for m in Method) == METHODS
+
+
+@pytest.mark.parametrize("method", ["argmax", "pyramid", "depthmap"])
+def test_merge_with_each_method(slices, tmp_path, capsys, method):
+    paths, truth = slices
+    depth = tmp_path / "d.tif"
+    code, _, err = run(
+        capsys,
+        "merge",
+        *paths,
+        "-o",
+        tmp_path / "c.png",
+        "--method",
+        method,
+        "--depth",
+        depth,
+        "--depth-format",
+        "float",
+    )
+    assert code == 0, err
+    assert (np.rint(read_image(depth)) == truth).mean() > 0.85

@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from stacker.select import ArgmaxSelector, select_sharpest
+from stacker.select import (
+    ArgmaxSelector,
+    PeakTracker,
+    regularize_depth,
+    select_sharpest,
+    subslice_peak,
+)
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (5, 7, 9), (12, 3, 4)])
@@ -37,3 +43,67 @@ def test_update_rejects_wrong_shape():
 def test_select_rejects_wrong_ndim():
     with pytest.raises(ValueError, match=r"\(Z, M, N\)"):
         select_sharpest(np.zeros((3, 3)))
+
+
+def _brute_force_neighbours(focus):
+    index = focus.argmax(axis=0)
+    rows, cols = np.indices(index.shape)
+    before = np.where(index > 0, focus[np.maximum(index - 1, 0), rows, cols], np.nan)
+    last = len(focus) - 1
+    after = np.where(index < last, focus[np.minimum(index + 1, last), rows, cols], np.nan)
+    return index, before, after
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 9])
+def test_peak_tracker_keeps_the_neighbours_of_the_peak(n):
+    focus = np.random.default_rng(n).random((n, 7, 6)).astype(np.float32)
+    tracker = PeakTracker((7, 6))
+    for plane in focus:
+        tracker.update(plane)
+    index, before, after = _brute_force_neighbours(focus)
+    np.testing.assert_array_equal(tracker.index, index)
+    np.testing.assert_array_equal(tracker.before, before.astype(np.float32))
+    np.testing.assert_array_equal(tracker.after, after.astype(np.float32))
+    np.testing.assert_allclose(tracker.total, focus.sum(axis=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("peak", [2.0, 2.3, 1.55, 3.49])
+def test_subslice_peak_recovers_known_fractional_peak(peak):
+    z = np.arange(6.0)
+    curve = 5 * np.exp(-((z - peak) ** 2) / (2 * 1.3**2))
+    k = int(curve.argmax())
+    offset, width = subslice_peak(*(np.array([[curve[k + d]]]) for d in (-1, 0, 1)))
+    assert k + offset[0, 0] == pytest.approx(peak, abs=1e-4)
+    assert width[0, 0] == pytest.approx(1.3, abs=1e-3)
+
+
+def test_subslice_peak_without_neighbour_or_on_flat_curve():
+    nan = np.array([[np.nan, 1.0]])
+    flat = np.array([[1.0, 1.0]])
+    offset, width = subslice_peak(nan, flat, flat)
+    np.testing.assert_array_equal(offset, [[0, 0]])
+    assert np.isinf(width).all()
+
+
+def test_regularize_fills_flat_area_from_confident_surroundings():
+    depth = np.fromfunction(lambda r, c: c / 10, (60, 80), dtype=np.float32)
+    noisy = depth.copy()
+    confidence = np.ones_like(depth)
+    noisy[20:40, 30:50] = np.random.default_rng(0).uniform(0, 8, (20, 20))
+    confidence[20:40, 30:50] = 0
+    out = regularize_depth(noisy, confidence)
+    assert np.abs(out - depth)[20:40, 30:50].max() < 0.6
+    assert np.abs(out - depth)[:10].max() < 0.1  # 0.08 at the corners, from smoothing
+
+
+def test_regularize_keeps_depth_steps():
+    depth = np.zeros((40, 40), np.float32)
+    depth[:, 20:] = 6
+    out = regularize_depth(depth, np.ones_like(depth))
+    np.testing.assert_array_equal(np.rint(out), depth)
+    np.testing.assert_array_equal(out[:, [19, 20]], depth[:, [19, 20]])
+
+
+def test_regularize_validates_shapes():
+    with pytest.raises(ValueError, match="shapes"):
+        regularize_depth(np.zeros((4, 4)), np.zeros((4, 5)))
