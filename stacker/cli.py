@@ -17,6 +17,8 @@ from typing import Annotated
 import typer
 
 from . import __version__
+from .align import load_transforms
+from .align import save_transforms as save_transforms_json
 from .depth import depth_preview, encode_depth
 from .focusmap import focus_map, mask_in_focus, parse_colour, sketch
 from .io import StackError, check_output_path, convert_dtype, open_stack, read_image, write_image
@@ -44,6 +46,19 @@ class Method(str, Enum):
     depthmap = "depthmap"
     pyramid = "pyramid"
     argmax = "argmax"
+
+
+class Align(str, Enum):
+    similarity = "similarity"
+    translation = "translation"
+    affine = "affine"
+    none = "none"
+
+
+class AlignFail(str, Enum):
+    keep = "keep"
+    drop = "drop"
+    error = "error"
 
 
 class BitDepth(str, Enum):
@@ -120,6 +135,27 @@ def merge(
     order: Annotated[
         Order, typer.Option(help="Slice order: natural (z2 before z10) or given.")
     ] = Order.natural,
+    align: Annotated[
+        Align, typer.Option(help="Register slices first: motion model, or none.")
+    ] = Align.similarity,
+    align_ref: Annotated[
+        int | None, typer.Option(help="Reference slice index (0-based; default: the middle).")
+    ] = None,
+    crop: Annotated[
+        bool, typer.Option(help="Crop to what every aligned slice covers (--no-crop: keep frame).")
+    ] = True,
+    brightness: Annotated[
+        bool, typer.Option(help="Correct exposure flicker between slices.")
+    ] = True,
+    on_align_fail: Annotated[
+        AlignFail, typer.Option(help="A slice that does not register: keep, drop or error.")
+    ] = AlignFail.keep,
+    save_transforms: Annotated[
+        Path | None, typer.Option(help="Write the transforms found as JSON.")
+    ] = None,
+    transforms: Annotated[
+        Path | None, typer.Option(help="Apply transforms from a JSON file instead of aligning.")
+    ] = None,
     bit_depth: Annotated[
         BitDepth, typer.Option(help="Composite bit depth: auto keeps the input's.")
     ] = BitDepth.auto,
@@ -137,6 +173,8 @@ def merge(
     stack = open_stack(inputs, order=order.value)
     out_dtype = stack.dtype if bit_depth is BitDepth.auto else f"uint{bit_depth.value}"
     targets = [(output, out_dtype)]
+    if save_transforms is not None:
+        targets.append((save_transforms, None))
     if depth is not None:
         targets.append((depth, "float32" if depth_format is DepthFormat.float else "uint16"))
     if depth_preview_path is not None:
@@ -144,8 +182,25 @@ def merge(
     _check_outputs(targets, stack.paths)
 
     result = merge_stack(
-        stack, method=method.value, sigma=sigma, progress=_progress(quiet, "stacking")
+        stack,
+        method=method.value,
+        sigma=sigma,
+        align=align.value,
+        align_reference=align_ref,
+        transforms=None if transforms is None else load_transforms(transforms),
+        crop=crop,
+        brightness=brightness,
+        on_align_fail=on_align_fail.value,
+        progress=_progress(quiet, "stacking"),
     )
+    if save_transforms is not None:
+        save_transforms_json(
+            save_transforms,
+            result.transforms,
+            names=stack.names,
+            shape=stack.shape[:2],
+            model="none" if transforms is not None else align.value,
+        )
     write_image(output, convert_dtype(result.composite, out_dtype))
     if depth is not None:
         write_image(depth, encode_depth(result.depth, depth_format.value))
@@ -158,7 +213,7 @@ def _check_outputs(targets: list[tuple[Path, object]], inputs: list[Path]) -> No
     if len(set(resolved)) != len(resolved):
         raise ValueError("two outputs name the same file")
     for path, dtype in targets:
-        check_output_path(path, dtype, inputs=inputs)
+        check_output_path(path, dtype, inputs=inputs, image=dtype is not None)
 
 
 @app.command()

@@ -13,6 +13,7 @@ import re
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import tifffile
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "atomic_output",
     "Stack",
     "StackError",
     "StackWarning",
@@ -385,7 +387,11 @@ def _format_of(path: Path) -> str:
 
 
 def check_output_path(
-    path: str | os.PathLike, dtype: np.dtype | str | None = None, *, inputs: Sequence[Path] = ()
+    path: str | os.PathLike,
+    dtype: np.dtype | str | None = None,
+    *,
+    inputs: Sequence[Path] = (),
+    image: bool = True,
 ) -> Path:
     """Check, before any work, that an output can be written where asked.
 
@@ -397,6 +403,8 @@ def check_output_path(
         Pixel type to be written; checked against what the format can hold.
     inputs : sequence of Path, optional
         Input files, which must never be overwritten.
+    image : bool, optional
+        Whether the output is an image, whose format the extension must name.
 
     Returns
     -------
@@ -410,8 +418,8 @@ def check_output_path(
         one of the inputs, or its folder does not exist.
     """
     path = Path(path)
-    fmt = _format_of(path)
-    if dtype is not None and np.dtype(dtype).name not in _FORMAT_DTYPES[fmt]:
+    fmt = _format_of(path) if image else None
+    if fmt is not None and dtype is not None and np.dtype(dtype).name not in _FORMAT_DTYPES[fmt]:
         raise ValueError(
             f"{path}: {fmt.upper()} cannot hold {np.dtype(dtype).name} pixels without loss; "
             f"choose a format that can ({_suggest(np.dtype(dtype))}) or convert explicitly "
@@ -452,9 +460,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95
     if image.dtype.name not in _FORMAT_DTYPES[fmt]:
         raise ValueError(f"{path}: {fmt.upper()} cannot hold {image.dtype.name} pixels")
     image = np.ascontiguousarray(image)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         if fmt == "tiff":
             photometric = "rgb" if image.ndim == 3 else "minisblack"
             tifffile.imwrite(tmp, image, photometric=photometric, compression="zlib")
@@ -464,12 +470,37 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95
                 if fmt == "png"
                 else imagecodecs.jpeg8_encode(image, level=quality)
             )
-            Path(tmp).write_bytes(encoded)
+            tmp.write_bytes(encoded)
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Give a temporary path beside `path`, renamed onto it if the block succeeds.
+
+    A failure inside the block removes the temporary file, so no partial
+    output is left and any earlier file at `path` stays intact.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The final output file.
+
+    Yields
+    ------
+    tmp : Path
+        Where to write.
+    """
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
         # mkstemp makes the file private (0600); outputs get the usual umask mode.
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

@@ -9,15 +9,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .align import MODELS, common_crop, estimate_gain, estimate_stack_transforms, warp
 from .composite import HardPick, PeakNeighbours, neighbour_weights
 from .focus import check_measure, noise_variance, to_gray
-from .io import Stack, StackWarning, convert_dtype, open_stack
+from .io import Stack, StackError, StackWarning, convert_dtype, open_stack
 from .pyramid import PyramidFusion
 from .select import ArgmaxSelector, PeakTracker, regularize_depth, subslice_peak
 
-__all__ = ["METHODS", "MergeResult", "merge"]
+__all__ = ["ALIGN_FAIL", "METHODS", "MergeResult", "merge"]
 
 METHODS = ("depthmap", "pyramid", "argmax")
+ALIGN_FAIL = ("keep", "drop", "error")
+# Registration quality (correlation of band-passed slices) below which a slice counts
+# as not registered.
+MIN_MATCH = 0.2
 
 StackInput = str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | np.ndarray] | Stack
 
@@ -41,6 +46,15 @@ class MergeResult:
         Number of slices stacked.
     names : list of str
         Slice labels in stacking order (file names, or ``slice i``).
+    transforms : list of (3, 3) ndarray
+        Per input slice, the matrix mapping reference-frame ``(row, col, 1)``
+        to that slice's pixels (identity without alignment).
+    gains : list of float
+        Per input slice, the brightness gain applied (1 without correction).
+    crop : tuple of slice
+        Rows and columns of the reference frame the outputs cover.
+    dropped : list of str
+        Slices left out because they did not register.
     """
 
     composite: np.ndarray
@@ -49,6 +63,10 @@ class MergeResult:
     confidence: np.ndarray
     n_slices: int
     names: list[str] = field(default_factory=list)
+    transforms: list[np.ndarray] = field(default_factory=list)
+    gains: list[float] = field(default_factory=list)
+    crop: tuple[slice, slice] = (slice(None), slice(None))
+    dropped: list[str] = field(default_factory=list)
 
 
 def merge(
@@ -58,6 +76,12 @@ def merge(
     sigma: float = 2.0,
     measure: str = "variance",
     order: str = "natural",
+    align: str = "similarity",
+    align_reference: int | None = None,
+    transforms: Sequence[np.ndarray] | None = None,
+    crop: bool = True,
+    brightness: bool = True,
+    on_align_fail: str = "keep",
     progress: Callable[[int, int], None] | None = None,
 ) -> MergeResult:
     """Stack a focal series into an all-in-focus composite and a depth map.
@@ -82,8 +106,31 @@ def merge(
         Focus measure name (see :data:`stacker.focus.FOCUS_MEASURES`).
     order : {'natural', 'given'}, optional
         File order (see :func:`stacker.io.open_stack`).
+    align : {'similarity', 'translation', 'affine', 'none'}, optional
+        Motion model for registering every slice to the reference slice
+        before stacking (focus breathing, drift, rotation); see
+        :mod:`stacker.align`. Transforms are estimated in a first, light pass
+        over downscaled slices and applied while stacking.
+    align_reference : int, optional
+        Index of the reference slice (default: the middle one, ``n // 2``).
+        The outputs are in its frame.
+    transforms : sequence of (3, 3) ndarray, optional
+        Transforms to apply instead of estimating them (one per slice, as in
+        :attr:`MergeResult.transforms`).
+    crop : bool, optional
+        Crop the outputs to the largest rectangle every slice covers (default).
+        If False, keep the reference frame whole: pixels some slices do not
+        cover come from the slices that do, and get zero confidence.
+    brightness : bool, optional
+        Correct each slice's exposure (a gain, estimated against the reference
+        slice on low-passed images) before focus and compositing.
+    on_align_fail : {'keep', 'drop', 'error'}, optional
+        What to do with a slice that does not register: stack it with its
+        neighbour's transform, leave it out, or stop with a ``StackError``.
+        Each failure is a :class:`StackWarning` naming the slice.
     progress : callable, optional
-        Called as ``progress(done, total)`` after each slice.
+        Called as ``progress(done, total)`` after each slice of each pass
+        (two passes when aligning).
 
     Returns
     -------
@@ -95,42 +142,161 @@ def merge(
     StackError
         If the inputs cannot be read or do not form a consistent stack.
     ValueError
-        If `method`, `measure` or `sigma` is not valid.
+        If `method`, `measure`, `sigma`, `align`, `align_reference`,
+        `transforms` or `on_align_fail` is not valid.
 
     Examples
     --------
     >>> rng = np.random.default_rng(0)
     >>> sharp = rng.integers(0, 256, (32, 32), dtype=np.uint8)
     >>> blurred = np.full_like(sharp, 128)
-    >>> r = merge([blurred, sharp], method="argmax")
+    >>> r = merge([blurred, sharp], method="argmax", align="none")
     >>> r.composite.dtype, float(r.depth.mean())
     (dtype('uint8'), 1.0)
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if align not in MODELS:
+        raise ValueError(f"align must be one of {', '.join(MODELS)}; got {align!r}")
+    if on_align_fail not in ALIGN_FAIL:
+        raise ValueError(
+            f"on_align_fail must be one of {', '.join(ALIGN_FAIL)}; got {on_align_fail!r}"
+        )
     measure_func = check_measure(measure, sigma)
     stack = open_stack(inputs, order=order)
-    if len(stack) == 1:
+    n = len(stack)
+    if n == 1:
         warnings.warn(
             f"only one slice ({stack.names[0]}); the composite is that slice",
             StackWarning,
             stacklevel=2,
         )
-    state = _METHOD_STATE[method](stack.shape, stack.dtype)
-    for k, image in enumerate(stack):
-        gray = to_gray(image)
-        state.update(image, gray, measure_func(gray, sigma=float(sigma)))
+    reference = n // 2 if align_reference is None else align_reference
+    if not 0 <= reference < n:
+        raise ValueError(f"align_reference must be a slice index in 0..{n - 1}, got {reference}")
+    aligning = transforms is None and align != "none" and n > 1
+    passes = 2 if aligning else 1
+
+    def report(done: int) -> None:
         if progress is not None:
-            progress(k + 1, len(stack))
+            progress(done, passes * n)
+
+    if transforms is not None:
+        matrices = _check_transforms(transforms, n)
+    elif aligning:
+        matrices, quality = estimate_stack_transforms(
+            stack, model=align, reference=reference, progress=lambda d, t: report(d)
+        )
+        matrices = [_snap(m, stack.shape) for m in matrices]
+        matrices = _handle_failures(stack.names, matrices, quality, reference, on_align_fail)
+    else:
+        matrices = [np.eye(3)] * n
+    keep = [k for k in range(n) if matrices[k] is not None]
+    window = common_crop([matrices[k] for k in keep], stack.shape)
+    frame = window if crop else (slice(0, stack.shape[0]), slice(0, stack.shape[1]))
+    out_shape = (frame[0].stop - frame[0].start, frame[1].stop - frame[1].start)
+    inner = tuple(
+        slice(w.start - f.start, w.stop - f.start) for w, f in zip(window, frame, strict=True)
+    )
+    reference_gray = to_gray(stack[reference]) if brightness and n > 1 else None
+
+    state = _METHOD_STATE[method]((*out_shape, *stack.shape[2:]), stack.dtype)
+    covered = np.zeros(out_shape, dtype=np.uint16)
+    gains = [1.0] * n
+    for done, k in enumerate(keep, start=1):
+        image, valid, gains[k] = _align_slice(stack[k], matrices[k], frame, reference_gray)
+        gray = to_gray(image)
+        focus = measure_func(gray, sigma=float(sigma))
+        if valid is not None:
+            focus[~valid] = -1  # any slice that covers the pixel wins over one that does not
+        covered += True if valid is None else valid
+        state.update(image, gray, focus, gray[inner])
+        report((passes - 1) * n + done)
     composite, depth, sharpness, confidence = state.result()
+    confidence[covered < len(keep)] = 0
+    identity = np.eye(3)
     return MergeResult(
         composite=composite,
         depth=depth,
         sharpness=sharpness,
         confidence=confidence,
-        n_slices=len(stack),
-        names=stack.names,
+        n_slices=len(keep),
+        names=[stack.names[k] for k in keep],
+        transforms=[identity if m is None else m for m in matrices],
+        gains=gains,
+        crop=frame,
+        dropped=[stack.names[k] for k in range(n) if matrices[k] is None],
     )
+
+
+def _check_transforms(transforms: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
+    matrices = [np.asarray(m, dtype=np.float64) for m in transforms]
+    if len(matrices) != n or any(m.shape != (3, 3) for m in matrices):
+        raise ValueError(f"transforms must be {n} matrices of shape (3, 3), one per slice")
+    return matrices
+
+
+# Transforms that move no pixel of the frame further than this are taken as
+# identity: resampling would blur the slice for less than a third of a pixel.
+SNAP_PIXELS = 0.3
+
+
+def _snap(matrix: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    rows, cols = shape[0] - 1, shape[1] - 1
+    corners = np.array([[0, 0, rows, rows], [0, cols, 0, cols], [1, 1, 1, 1]], dtype=np.float64)
+    moved = np.abs((matrix - np.eye(3)) @ corners)[:2].max()
+    return np.eye(3) if moved < SNAP_PIXELS else matrix
+
+
+def _handle_failures(
+    names: list[str], matrices: list[np.ndarray], quality: list[float], reference: int, policy: str
+) -> list[np.ndarray | None]:
+    """Warn about slices that did not register; drop them (None) or stop, as asked."""
+    out: list[np.ndarray | None] = list(matrices)
+    for k, q in enumerate(quality):
+        if k == reference or q >= MIN_MATCH:
+            continue
+        message = f"{names[k]}: did not register to its neighbours (match {q:.2f})"
+        if policy == "error":
+            raise StackError(f"{message}; use --on-align-fail keep or drop to go on")
+        action = "left out" if policy == "drop" else "stacked with its neighbour's transform"
+        warnings.warn(f"{message}; {action}", StackWarning, stacklevel=3)
+        if policy == "drop":
+            out[k] = None
+    return out
+
+
+def _align_slice(
+    image: np.ndarray,
+    matrix: np.ndarray,
+    frame: tuple[slice, slice],
+    reference_gray: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Warp one slice into the output frame and correct its brightness.
+
+    Returns the slice, where it has data (None if everywhere) and the gain.
+    """
+    shift = np.eye(3)
+    shift[:2, 2] = frame[0].start, frame[1].start
+    shape = (frame[0].stop - frame[0].start, frame[1].stop - frame[1].start)
+    image, valid = warp(image, matrix @ shift, output_shape=shape)
+    gain = 1.0
+    if reference_gray is not None:
+        gain = estimate_gain(reference_gray[frame], to_gray(image), valid)
+        # Gains this close to 1 are estimation noise; rescaling would only round.
+        if abs(gain - 1) > 1e-3:
+            image = _apply_gain(image, gain)
+        else:
+            gain = 1.0
+    return image, (None if valid.all() else valid), gain
+
+
+def _apply_gain(image: np.ndarray, gain: float) -> np.ndarray:
+    scaled = image.astype(np.float32) * np.float32(gain)
+    if image.dtype.kind in "ui":
+        info = np.iinfo(image.dtype)
+        np.clip(np.rint(scaled, out=scaled), info.min, info.max, out=scaled)
+    return scaled.astype(image.dtype)
 
 
 class _Argmax:
@@ -140,7 +306,7 @@ class _Argmax:
         self.selector = ArgmaxSelector(shape[:2])
         self.pick = HardPick(shape, dtype)
 
-    def update(self, image: np.ndarray, gray: np.ndarray, focus: np.ndarray) -> None:
+    def update(self, image: np.ndarray, gray: np.ndarray, focus: np.ndarray, inner) -> None:
         self.pick.update(image, self.selector.update(focus))
 
     def result(self) -> tuple[np.ndarray, ...]:
@@ -156,7 +322,7 @@ class _Pyramid(_Argmax):
         self.fusion = PyramidFusion(shape)
         self.dtype = dtype
 
-    def update(self, image: np.ndarray, gray: np.ndarray, focus: np.ndarray) -> None:
+    def update(self, image: np.ndarray, gray: np.ndarray, focus: np.ndarray, inner) -> None:
         self.selector.update(focus)
         self.fusion.update(convert_dtype(image, "float32"), focus)
 
@@ -177,9 +343,10 @@ class _DepthMap:
         self.keep = PeakNeighbours(shape, dtype)
         self.noise = np.inf
 
-    def update(self, image: np.ndarray, gray: np.ndarray, focus: np.ndarray) -> None:
-        # The most defocused slice gives the least texture-biased noise estimate.
-        self.noise = min(self.noise, noise_variance(gray))
+    def update(self, image: np.ndarray, gray: np.ndarray, focus: np.ndarray, inner) -> None:
+        # The most defocused slice gives the least texture-biased noise estimate;
+        # only the part every slice covers has real pixels (and noise) in it.
+        self.noise = min(self.noise, noise_variance(inner))
         self.keep.update(image, *self.tracker.update(focus))
 
     def result(self) -> tuple[np.ndarray, ...]:

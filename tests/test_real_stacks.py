@@ -29,9 +29,11 @@ def test_real_stack_merges(name):
     if not files:
         pytest.skip(f"{name} not present")
     result = stacker.merge(files)
-    assert result.n_slices == n
-    assert result.composite.shape == shape and result.composite.dtype == dtype
-    assert result.depth.shape == shape[:2]
+    assert result.n_slices == n and result.composite.dtype == dtype
+    # Alignment crops to what every slice covers: a few percent at most here.
+    rows, cols = result.composite.shape[:2]
+    assert 0.9 * shape[0] <= rows <= shape[0] and 0.9 * shape[1] <= cols <= shape[1]
+    assert result.composite.shape[2:] == shape[2:] and result.depth.shape == (rows, cols)
     assert 0 <= result.depth.min() and result.depth.max() <= n - 1
 
 

@@ -1,0 +1,281 @@
+"""Registration: known transforms recovered from differently blurred synthetic slices."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from stacker.align import (
+    MODELS,
+    common_crop,
+    estimate_gain,
+    estimate_stack_transforms,
+    estimate_transform,
+    load_transforms,
+    save_transforms,
+    warp,
+)
+from stacker.synthetic import texture
+
+SHAPE = (240, 320)
+
+
+def similarity(shape, *, scale=1.0, degrees=0.0, shift=(0.0, 0.0), affine=None) -> np.ndarray:
+    """Reference-to-moving matrix: scale and rotation about the frame centre, then a shift."""
+    a = np.deg2rad(degrees)
+    lin = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    if affine is not None:
+        lin = lin @ np.asarray(affine)
+    centre = (np.array(shape[:2]) - 1) / 2
+    out = np.eye(3)
+    out[:2, :2], out[:2, 2] = lin, centre - lin @ centre + np.asarray(shift)
+    return out
+
+
+def moved(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """The moving image whose content at ``matrix @ x`` is ``image`` at ``x``."""
+    inv = np.linalg.inv(matrix)
+    return ndimage.affine_transform(image, inv[:2, :2], offset=inv[:2, 2], order=3, mode="reflect")
+
+
+def focused(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Defocus that varies across the frame (sharp left, `sigma` right), plus sensor noise."""
+    ramp = np.clip(np.linspace(-0.5, 1.5, image.shape[1]), 0, 1)
+    blurred = ndimage.gaussian_filter(image, sigma) if sigma else image
+    return image * (1 - ramp) + blurred * ramp + rng.normal(0, 0.01, image.shape)
+
+
+def rms_error(estimate: np.ndarray, truth: np.ndarray, shape) -> float:
+    """RMS distance, in pixels over a grid of the frame, between two matrices' mappings."""
+    r, c = np.mgrid[0 : shape[0] : 8, 0 : shape[1] : 8]
+    pts = np.stack([r.ravel(), c.ravel(), np.ones(r.size)])
+    return float(np.sqrt((((estimate - truth) @ pts)[:2] ** 2).sum(axis=0).mean()))
+
+
+@pytest.fixture(scope="module")
+def sharp() -> np.ndarray:
+    return texture(SHAPE, seed=4).astype(np.float64)
+
+
+CASES = {
+    "translation": [dict(shift=(7.3, -12.6)), dict(shift=(-30.2, 41.5))],
+    "similarity": [
+        dict(scale=1.03, degrees=0.8, shift=(4.2, -6.7)),
+        dict(scale=0.96, degrees=-1.0, shift=(-9.5, 3.1)),
+        dict(scale=1.15, degrees=12.0, shift=(2.0, 5.0)),
+    ],
+    "affine": [
+        dict(scale=1.02, degrees=0.5, shift=(3.3, 2.2), affine=[[1.01, 0.01], [-0.008, 0.99]])
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "model, truth",
+    [pytest.param(m, t, id=f"{m}-{i}") for m, cases in CASES.items() for i, t in enumerate(cases)],
+)
+@pytest.mark.parametrize("sigmas", [(0.0, 3.0), (2.0, 0.5)])
+def test_estimate_transform_recovers_known_motion(sharp, model, truth, sigmas):
+    rng = np.random.default_rng(1)
+    matrix = similarity(SHAPE, **truth)
+    reference = focused(sharp, sigmas[0], rng)
+    moving = focused(moved(sharp, matrix), sigmas[1], rng)
+    estimate, quality = estimate_transform(reference, moving, model=model)
+    assert rms_error(estimate, matrix, SHAPE) < 0.2  # measured <= 0.07
+    assert 0.5 < quality <= 1
+    assert estimate.dtype == np.float64 and estimate.shape == (3, 3)
+
+
+def test_estimate_transform_from_initial(sharp):
+    matrix = similarity(SHAPE, scale=1.02, degrees=0.5, shift=(3.0, -2.0))
+    moving = moved(sharp, matrix)
+    guess = similarity(SHAPE, scale=1.01, shift=(2.0, -1.0))
+    estimate, _ = estimate_transform(sharp, moving, initial=guess)
+    assert rms_error(estimate, matrix, SHAPE) < 0.05
+
+
+@pytest.mark.parametrize("case", ["noise", "flat"])
+def test_no_match_gives_low_quality(case):
+    rng = np.random.default_rng(2)
+    reference = rng.random(SHAPE)
+    moving = np.full(SHAPE, 0.5) if case == "flat" else rng.random(SHAPE)
+    estimate, quality = estimate_transform(reference, moving)
+    assert quality < 0.15  # a true match scores > 0.5 even across strong defocus
+    if case == "flat":
+        np.testing.assert_array_equal(estimate, np.eye(3))
+
+
+def test_model_none_is_identity(sharp):
+    estimate, quality = estimate_transform(sharp, sharp, model="none")
+    np.testing.assert_array_equal(estimate, np.eye(3))
+    assert quality == pytest.approx(1.0)
+
+
+class CountingStack:
+    """A lazily 'decoded' stack that counts reads, as stacker.io.Stack would decode files."""
+
+    def __init__(self, slices):
+        self.slices, self.reads = slices, [0] * len(slices)
+
+    def __len__(self):
+        return len(self.slices)
+
+    def __getitem__(self, k):
+        self.reads[k] += 1
+        return self.slices[k]
+
+
+@pytest.fixture(scope="module")
+def shifted_stack():
+    """8 RGB uint8 slices: scale 0-4 %, shifts to +-20 px, rotation to +-1 deg, mixed focus."""
+    shape = (288, 384)
+    rgb = texture(shape, channels=3, seed=5).astype(np.float64)
+    rng = np.random.default_rng(3)
+    truths, slices = [], []
+    for k, sigma in enumerate([3.0, 2.0, 1.0, 0.0, 0.5, 1.5, 2.5, 3.0]):
+        matrix = similarity(
+            shape, scale=1 + 0.04 * k / 7, degrees=rng.uniform(-1, 1), shift=rng.uniform(-20, 20, 2)
+        )
+        planes = [focused(moved(rgb[..., c], matrix), sigma, rng) for c in range(3)]
+        image = np.clip(np.rint(np.stack(planes, axis=-1) * 255), 0, 255).astype(np.uint8)
+        truths.append(matrix)
+        slices.append(image)
+    return slices, truths
+
+
+def test_stack_transforms_known_motion(shifted_stack):
+    slices, truths = shifted_stack
+    stack = CountingStack(slices)
+    calls = []
+    matrices, qualities = estimate_stack_transforms(
+        stack, progress=lambda done, total: calls.append((done, total))
+    )
+    ref = len(slices) // 2
+    shape = slices[0].shape
+    errors = [
+        rms_error(m, t @ np.linalg.inv(truths[ref]), shape)
+        for m, t in zip(matrices, truths, strict=True)
+    ]
+    assert max(errors) < 0.3, errors  # measured <= 0.05
+    np.testing.assert_array_equal(matrices[ref], np.eye(3))
+    assert qualities[ref] == 1 and min(qualities) > 0.5
+    assert stack.reads == [1] * len(slices)  # every slice decoded exactly once
+    assert calls[-1] == (8, 8) and len(calls) == 8
+
+
+def test_stack_transforms_downscaled_and_robust(shifted_stack):
+    slices, truths = shifted_stack
+    slices = list(slices[2:6])
+    slices[1] = np.full_like(slices[1], 128)  # a blank slice must not break the chain
+    matrices, qualities = estimate_stack_transforms(slices, reference=2, max_size=192)
+    truth0 = truths[2] @ np.linalg.inv(truths[4])
+    assert rms_error(matrices[0], truth0, slices[0].shape) < 0.3  # at half resolution
+    assert qualities[1] < 0.2 and qualities[0] > 0.5
+
+
+def test_stack_transforms_bad_arguments(shifted_stack):
+    slices, _ = shifted_stack
+    with pytest.raises(ValueError, match="model"):
+        estimate_stack_transforms(slices, model="rigid")
+    with pytest.raises(ValueError, match="reference"):
+        estimate_stack_transforms(slices, reference=8)
+    with pytest.raises(ValueError, match="max_size"):
+        estimate_stack_transforms(slices, max_size=10)
+    with pytest.raises(ValueError, match="slice 1"):
+        estimate_stack_transforms([slices[0], slices[1][:-1]], reference=0)
+    with pytest.raises(ValueError, match="moving"):
+        estimate_transform(np.zeros((32, 32)), np.zeros((32, 40)))
+    assert MODELS == ("none", "translation", "similarity", "affine")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_warp_identity_and_whole_pixel_shift_are_exact(dtype):
+    rng = np.random.default_rng(4)
+    image = (rng.random((20, 30, 3)) * (255 if dtype == np.uint8 else 1000)).astype(dtype)
+    out, valid = warp(image, np.eye(3))
+    np.testing.assert_array_equal(out, image)
+    assert out.dtype == dtype and valid.all()
+    shift = similarity(image.shape, shift=(3, -2))
+    out, valid = warp(image, shift)
+    np.testing.assert_array_equal(out[:-3, 2:], image[3:, :-2])
+    assert valid[:-3, 2:].all() and not valid[-3:].any() and not valid[:, :2].any()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_warp_keeps_dtype_and_matches_scipy(dtype):
+    image = texture((40, 50), channels=3, seed=1)
+    if dtype != np.float32:
+        image = np.rint(image * np.iinfo(dtype).max).astype(dtype)
+    matrix = similarity(image.shape, scale=1.05, degrees=3, shift=(1.5, -0.7))
+    out, valid = warp(image, matrix, output_shape=(30, 45), order=1)
+    assert out.dtype == dtype and out.shape == (30, 45, 3) and valid.shape == (30, 45)
+    expect = ndimage.affine_transform(
+        image[..., 1].astype(np.float64),
+        matrix[:2, :2],
+        offset=matrix[:2, 2],
+        output_shape=(30, 45),
+        order=1,
+    )
+    # Pillow's bilinear weights are float32, scipy's float64.
+    scale = np.iinfo(dtype).max if dtype != np.float32 else 1
+    np.testing.assert_allclose(out[..., 1][valid], expect[valid], atol=0.5 + 1e-4 * scale)
+    src = matrix[:2, :2] @ np.indices((30, 45)).reshape(2, -1) + matrix[:2, 2, None]
+    inside = np.all((src >= 0) & (src <= np.array([[39], [49]])), axis=0).reshape(30, 45)
+    np.testing.assert_array_equal(valid, inside)
+
+
+def test_common_crop_of_a_shift_is_exact():
+    shift = similarity((100, 80), shift=(5, -3))
+    assert common_crop([np.eye(3), shift], (100, 80, 3)) == (slice(0, 95), slice(3, 80))
+    both = similarity((100, 80), shift=(-4, 6))
+    assert common_crop([shift, both], (100, 80)) == (slice(4, 95), slice(3, 74))
+
+
+def test_common_crop_is_covered_by_every_slice():
+    shape = (60, 90)
+    matrices = [
+        similarity(shape, scale=s, degrees=d, shift=t)
+        for s, d, t in [(1.04, 1.0, (2, -3)), (0.97, -2.0, (-1, 4)), (1.0, 0.0, (0.5, 0.5))]
+    ]
+    rows, cols = common_crop(matrices, shape)
+    for matrix in matrices:
+        assert warp(np.zeros(shape), matrix)[1][rows, cols].all()
+    assert (rows.stop - rows.start) * (cols.stop - cols.start) > 0.75 * shape[0] * shape[1]
+    with pytest.raises(ValueError, match="common"):
+        common_crop([np.eye(3), similarity(shape, shift=(70, 0))], shape)
+
+
+def test_estimate_gain_ignores_focus_and_invalid_pixels(sharp):
+    rng = np.random.default_rng(5)
+    reference = 0.15 + 0.6 * sharp
+    warped = focused(reference, 3.0, rng) / 1.2
+    valid = np.ones(SHAPE, bool)
+    valid[:, :60] = False
+    warped[~valid] = 0.0  # what lies outside must not count
+    assert estimate_gain(reference, warped, valid) == pytest.approx(1.2, rel=0.01)
+    as_uint8 = [np.rint(x * 255).astype(np.uint8) for x in (reference, np.clip(warped, 0, 1))]
+    assert estimate_gain(*as_uint8, valid) == pytest.approx(1.2, rel=0.01)
+
+
+def test_save_load_roundtrip(tmp_path):
+    matrices = [
+        np.eye(3),
+        similarity((100, 80), scale=1.0123456789, degrees=0.3, shift=(1 / 3, -2)),
+    ]
+    path = tmp_path / "transforms.json"
+    save_transforms(
+        path, matrices, names=["a.jpg", "b.jpg"], shape=(100, 80, 3), model="similarity"
+    )
+    loaded = load_transforms(path)
+    assert len(loaded) == 2
+    for a, b in zip(loaded, matrices, strict=True):
+        np.testing.assert_array_equal(a, b)  # exact: JSON floats are written with repr
+    doc = json.loads(path.read_text())
+    assert doc["version"] == 1 and doc["model"] == "similarity" and doc["shape"] == [100, 80, 3]
+    assert [s["name"] for s in doc["slices"]] == ["a.jpg", "b.jpg"]
+    path.write_text('{"format": "something else"}')
+    with pytest.raises(ValueError, match="transforms.json"):
+        load_transforms(path)
