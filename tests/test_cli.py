@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -203,3 +204,40 @@ def test_merge_with_each_method(slices, tmp_path, capsys, method):
     )
     assert code == 0, err
     assert (np.rint(read_image(depth)) == truth).mean() > 0.85
+
+
+def test_transforms_are_saved_and_reused(slices, tmp_path, capsys):
+    paths, _ = slices
+    saved = tmp_path / "t.json"
+    code, _, err = run(
+        capsys, "merge", *paths, "-o", tmp_path / "a.png", "--save-transforms", saved
+    )
+    assert code == 0, err
+    assert len(json.loads(saved.read_text())["slices"]) == len(paths)
+    code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "b.png", "--transforms", saved)
+    assert code == 0, err
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), read_image(tmp_path / "b.png"))
+    code, _, err = run(capsys, "merge", *paths[:3], "-o", tmp_path / "c.png", "--transforms", saved)
+    assert code == 2 and "transforms" in err
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--align", "none"],
+        ["--no-crop"],
+        ["--no-brightness"],
+        ["--align", "translation", "--align-ref", "0"],
+    ],
+)
+def test_alignment_flags(slices, tmp_path, capsys, flags):
+    paths, _ = slices
+    code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.png", *flags)
+    assert code == 0, err
+    assert read_image(tmp_path / "c.png").shape == (40, 50, 3)
+
+
+def test_bad_reference_slice(slices, tmp_path, capsys):
+    paths, _ = slices
+    code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.png", "--align-ref", "7")
+    assert code == 2 and "align_reference" in err

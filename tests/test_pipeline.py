@@ -5,6 +5,7 @@ import pytest
 from conftest import band_interior, psnr, region_stack
 
 import stacker
+from stacker.align import warp
 from stacker.io import StackWarning, convert_dtype
 from stacker.pipeline import METHODS
 from stacker.synthetic import height_field, render_stack, texture
@@ -118,8 +119,16 @@ def test_flat_stack_is_deterministic(method):
 
 def test_progress_is_reported_per_slice():
     calls = []
-    stacker.merge(np.zeros((3, 4, 4)), progress=lambda d, t: calls.append((d, t)))
+    stacker.merge(np.zeros((3, 4, 4)), align="none", progress=lambda d, t: calls.append((d, t)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_progress_counts_both_passes_when_aligning():
+    stack, _, _ = region_stack(3, shape=(64, 64))
+    calls = []
+    stacker.merge(stack, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (6, 6) and all(t == 6 for _, t in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
 def _peak_bytes(paths, method):
@@ -139,3 +148,131 @@ def test_memory_does_not_grow_with_slice_count(write_slices, method):
     slice_bytes = plane.nbytes
     # Holding the stack would cost 30 more slices; streaming costs none.
     assert peak40 < peak10 + 2 * slice_bytes, (peak10, peak40)
+
+
+def _similarity(shape, scale, degrees, shift):
+    """Reference (row, col, 1) -> slice coordinates: scale and rotation about the centre."""
+    t = np.deg2rad(degrees)
+    rot = scale * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    centre = (np.array(shape[:2]) - 1) / 2
+    m = np.eye(3)
+    m[:2, :2] = rot
+    m[:2, 2] = centre - rot @ centre + np.asarray(shift)
+    return m
+
+
+@pytest.fixture(scope="module")
+def misaligned():
+    """A rendered stack moved by known transforms (breathing, drift, rotation) and flicker."""
+    shape, n = (160, 200), 8
+    sharp = texture(shape, channels=3, seed=5)
+    height = (0.3 + height_field("smooth", shape, seed=5) * (n - 1.6)).astype(np.float32)
+    still = render_stack(sharp, height, n, blur_per_slice=1.2, noise=0.005, seed=5)
+    ref = n // 2
+    truth = [
+        _similarity(shape, 1 + 0.005 * (k - ref), 0.2 * (k - ref), (1.5 * (k - ref), -(k - ref)))
+        for k in range(n)
+    ]
+    gains = [1.0, 0.9, 1.0, 1.1, 1.0, 1.0, 0.95, 1.0]
+    moved = np.stack(
+        [
+            np.clip(warp(s, np.linalg.inv(m))[0] / g, 0, 255).astype(np.uint8)
+            for s, m, g in zip(still, truth, gains, strict=True)
+        ]
+    )
+    return moved, still, truth, gains, height
+
+
+def _rms_px(estimated, true, shape):
+    grid = np.indices(shape[:2])[:, 10:-10:8, 10:-10:8].reshape(2, -1)
+    pts = np.vstack([grid, np.ones(grid.shape[1])])
+    return float(np.sqrt(np.mean(((estimated - true) @ pts)[:2] ** 2)))
+
+
+def test_alignment_recovers_known_motion_and_flicker(misaligned):
+    moved, still, truth, gains, height = misaligned
+    result = stacker.merge(moved, crop=False)
+    worst = max(
+        _rms_px(e, t, moved.shape[1:]) for e, t in zip(result.transforms, truth, strict=True)
+    )
+    assert worst < 0.3, worst
+    np.testing.assert_allclose(result.gains, gains, atol=0.02)
+
+
+def test_aligned_composite_matches_stacking_without_motion(misaligned):
+    moved, still, truth, gains, height = misaligned
+    aligned = stacker.merge(moved, crop=False)
+    reference = stacker.merge(still, align="none")
+    unaligned = stacker.merge(moved, align="none", brightness=False)
+    inner = (slice(16, -16), slice(16, -16))
+
+    def score(r):
+        return psnr(
+            convert_dtype(r.composite, "float32")[inner],
+            convert_dtype(reference.composite, "float32")[inner],
+        )
+
+    assert score(aligned) > 30 and score(aligned) > score(unaligned) + 8
+    assert np.abs(aligned.depth - reference.depth)[inner].mean() < 0.3
+
+
+def test_crop_is_the_rectangle_every_slice_covers(misaligned):
+    moved = misaligned[0]
+    cropped, full = stacker.merge(moved), stacker.merge(moved, crop=False)
+    rows, cols = cropped.crop
+    assert cropped.composite.shape[:2] == (rows.stop - rows.start, cols.stop - cols.start)
+    assert 0 < rows.start and rows.stop < moved.shape[1] and 0 < cols.start
+    assert (
+        full.composite.shape == moved.shape[1:]
+        and cropped.depth.shape == cropped.composite.shape[:2]
+    )
+    # The frame's corners lack data in some slices: zero confidence there.
+    assert full.confidence[[0, 0, -1, -1], [0, -1, 0, -1]].max() == 0
+    assert full.confidence[rows, cols].mean() > 0.5
+    # Inside (away from the crop's edge, where the focus window is cut) they agree.
+    inside = full.composite[rows, cols][10:-10, 10:-10] == cropped.composite[10:-10, 10:-10]
+    assert inside.mean() > 0.99
+
+
+def test_given_transforms_reproduce_the_alignment(misaligned):
+    moved = misaligned[0]
+    first = stacker.merge(moved)
+    again = stacker.merge(moved, transforms=first.transforms)
+    np.testing.assert_array_equal(first.composite, again.composite)
+
+
+def test_still_stack_is_not_warped():
+    # Slices focused at different depths of a motionless scene look as if
+    # they moved; that must not be taken for motion.
+    stack, _, _ = region_stack(6, shape=(128, 160), channels=3)
+    result = stacker.merge(stack)
+    assert all(np.array_equal(m, np.eye(3)) for m in result.transforms)
+    assert result.composite.shape == stack.shape[1:]
+
+
+@pytest.mark.parametrize("policy", ["keep", "drop", "error"])
+def test_slice_that_does_not_register(misaligned, policy):
+    moved = misaligned[0].copy()
+    moved[1] = np.random.default_rng(0).integers(0, 255, moved[1].shape)  # unrelated noise
+    if policy == "error":
+        with pytest.raises(stacker.StackError, match="slice 1.*did not register"):
+            stacker.merge(moved, on_align_fail=policy)
+        return
+    with pytest.warns(StackWarning, match="slice 1.*did not register"):
+        result = stacker.merge(moved, on_align_fail=policy)
+    assert result.dropped == (["slice 1"] if policy == "drop" else [])
+    assert result.n_slices == len(moved) - len(result.dropped)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"align": "warp"}, "align"),
+        ({"align_reference": 9}, "align_reference"),
+        ({"on_align_fail": "ignore"}, "on_align_fail"),
+        ({"transforms": [np.eye(3)]}, "transforms"),
+    ],
+)
+def test_alignment_arguments_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        stacker.merge(np.zeros((3, 8, 8)), **kwargs)
