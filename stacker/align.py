@@ -22,6 +22,7 @@ from PIL import Image
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 
+from ._parallel import ordered_map
 from .focus import to_gray
 from .io import atomic_output
 
@@ -308,6 +309,7 @@ def estimate_stack_transforms(
     model: str = "similarity",
     reference: int | None = None,
     max_size: int = 1024,
+    threads: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[np.ndarray], list[float]]:
     """Estimate the transform from a reference slice to every slice of a focal stack.
@@ -329,6 +331,8 @@ def estimate_stack_transforms(
     max_size : int, optional
         Slices are block-averaged to a long side of at most this, for speed; the matrices
         are returned at full resolution.
+    threads : int, optional
+        Worker threads that decode and downscale the next slices meanwhile.
     progress : callable, optional
         Called as ``progress(done, total)`` after each slice.
 
@@ -359,26 +363,30 @@ def estimate_stack_transforms(
     ref_pyr = load(first, ref_index)
     del first
     matrices, qualities, done = [np.eye(3)] * n, [1.0] * n, 1
-    for direction in (-1, 1):
-        # The anchor is the nearest slice towards the reference with a trusted transform, so
-        # a slice that matches nothing (blank, or blurred beyond recognition) is stepped over.
-        anchor, anchor_matrix = ref_pyr, np.eye(3)
-        for index in range(ref_index + direction, -1 if direction < 0 else n, direction):
-            if progress is not None:
-                progress(done, n)
-            pyr = load(np.asarray(stack[index]), index)
-            pair, quality = _register(anchor, pyr, model)
-            matrix = pair @ anchor_matrix
-            if quality < _MATCH and anchor is not ref_pyr and model != "none":
-                direct, q_direct = _register(ref_pyr, pyr, model)
-                if q_direct > quality:
-                    matrix, quality = direct, q_direct
-            if quality >= _MATCH:
-                anchor, anchor_matrix = pyr, matrix
-            else:
-                matrix = anchor_matrix  # no evidence of motion beats a random guess
-            matrices[index], qualities[index] = matrix, quality
-            done += 1
+    # Walk outward from the reference, down then up; worker threads decode and
+    # prepare the next slices while this one registers.
+    walk = [*range(ref_index - 1, -1, -1), *range(ref_index + 1, n)]
+    pyramids = ordered_map(lambda i: load(np.asarray(stack[i]), i), walk, threads)
+    for index, pyr in zip(walk, pyramids, strict=True):
+        if index in (ref_index - 1, ref_index + 1):
+            # The anchor is the nearest slice towards the reference with a trusted
+            # transform, so a slice that matches nothing (blank, or blurred beyond
+            # recognition) is stepped over.
+            anchor, anchor_matrix = ref_pyr, np.eye(3)
+        if progress is not None:
+            progress(done, n)
+        pair, quality = _register(anchor, pyr, model)
+        matrix = pair @ anchor_matrix
+        if quality < _MATCH and anchor is not ref_pyr and model != "none":
+            direct, q_direct = _register(ref_pyr, pyr, model)
+            if q_direct > quality:
+                matrix, quality = direct, q_direct
+        if quality >= _MATCH:
+            anchor, anchor_matrix = pyr, matrix
+        else:
+            matrix = anchor_matrix  # no evidence of motion beats a random guess
+        matrices[index], qualities[index] = matrix, quality
+        done += 1
     if progress is not None:
         progress(n, n)
     return [_scaled(m, 1 / k, (1 - k) / (2 * k)) for m in matrices], qualities

@@ -4,7 +4,41 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["HardPick", "PeakNeighbours", "composite_from_index", "neighbour_weights"]
+__all__ = [
+    "HardPick",
+    "PeakNeighbours",
+    "composite_from_index",
+    "copy_pixels",
+    "neighbour_weights",
+]
+
+
+def copy_pixels(dst: np.ndarray, src: np.ndarray, mask: np.ndarray) -> None:
+    """Copy whole pixels (all channels) of `src` into `dst` where `mask` is True.
+
+    Parameters
+    ----------
+    dst : (M, N) or (M, N, C) ndarray
+        Destination, C-contiguous; changed in place.
+    src : ndarray
+        Same shape and dtype as `dst`.
+    mask : (M, N) ndarray of bool
+        Pixels to copy.
+
+    Examples
+    --------
+    >>> dst = np.zeros((1, 2, 3), np.uint8)
+    >>> copy_pixels(dst, np.full((1, 2, 3), 7, np.uint8), np.array([[False, True]]))
+    >>> dst[0, :, 0]
+    array([0, 7], dtype=uint8)
+    """
+    if dst.ndim == 3:
+        # One C-sized "pixel" per element: a masked copy with a broadcast
+        # channel axis is several times slower than this.
+        pixel = np.dtype((np.void, dst.itemsize * dst.shape[-1]))
+        dst = dst.view(pixel)[..., 0]
+        src = np.ascontiguousarray(src).view(pixel)[..., 0]
+    np.copyto(dst, src, where=mask)
 
 
 class HardPick:
@@ -35,8 +69,7 @@ class HardPick:
         won : (M, N) ndarray of bool
             Pixels where it is the sharpest so far.
         """
-        where = won[..., None] if image.ndim == 3 else won
-        np.copyto(self.image, image, where=where)
+        copy_pixels(self.image, image, won)
 
 
 def composite_from_index(stack: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -114,11 +147,10 @@ class PeakNeighbours:
         follows : (M, N) ndarray of bool
             Pixels whose sharpest slice is the previous one.
         """
-        expand = (lambda m: m[..., None]) if image.ndim == 3 else (lambda m: m)
         previous = image if self._previous is None else self._previous
-        np.copyto(self.after, image, where=expand(follows | won))
-        np.copyto(self.peak, image, where=expand(won))
-        np.copyto(self.before, previous, where=expand(won))
+        copy_pixels(self.after, image, follows | won)
+        copy_pixels(self.peak, image, won)
+        copy_pixels(self.before, previous, won)
         self._previous = image
 
     def blend(self, weights: np.ndarray) -> np.ndarray:

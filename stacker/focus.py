@@ -86,9 +86,10 @@ def local_variance(gray: np.ndarray, *, sigma: float = 2.0) -> np.ndarray:
     # with a large offset and little contrast (common in fluorescence).
     x = gray.astype(np.float32, copy=True)
     x -= x.mean(dtype=np.float64)
-    mean = ndimage.gaussian_filter(x, sigma, mode="reflect")
+    # Three sigmas hold 99.7 % of the window; the fourth would cost 30 % more time.
+    mean = ndimage.gaussian_filter(x, sigma, mode="reflect", truncate=3.0)
     np.multiply(x, x, out=x)
-    variance = ndimage.gaussian_filter(x, sigma, mode="reflect", output=x)
+    variance = ndimage.gaussian_filter(x, sigma, mode="reflect", output=x, truncate=3.0)
     variance -= mean * mean
     # Rounding can leave tiny negatives where the true variance is zero.
     np.maximum(variance, 0, out=variance)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._parallel import ordered_map
 from .align import MODELS, common_crop, estimate_gain, estimate_stack_transforms, warp
 from .composite import HardPick, PeakNeighbours, neighbour_weights
 from .focus import check_measure, noise_variance, to_gray
@@ -82,6 +83,7 @@ def merge(
     crop: bool = True,
     brightness: bool = True,
     on_align_fail: str = "keep",
+    threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> MergeResult:
     """Stack a focal series into an all-in-focus composite and a depth map.
@@ -128,6 +130,9 @@ def merge(
         What to do with a slice that does not register: stack it with its
         neighbour's transform, leave it out, or stop with a ``StackError``.
         Each failure is a :class:`StackWarning` naming the slice.
+    threads : int, optional
+        Worker threads that decode, warp and measure upcoming slices while the
+        running result takes the current one (default: all cores).
     progress : callable, optional
         Called as ``progress(done, total)`` after each slice of each pass
         (two passes when aligning).
@@ -163,6 +168,9 @@ def merge(
             f"on_align_fail must be one of {', '.join(ALIGN_FAIL)}; got {on_align_fail!r}"
         )
     measure_func = check_measure(measure, sigma)
+    threads = (os.cpu_count() or 1) if threads is None else threads
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive int, got {threads!r}")
     stack = open_stack(inputs, order=order)
     n = len(stack)
     if n == 1:
@@ -185,7 +193,11 @@ def merge(
         matrices = _check_transforms(transforms, n)
     elif aligning:
         matrices, quality = estimate_stack_transforms(
-            stack, model=align, reference=reference, progress=lambda d, t: report(d)
+            stack,
+            model=align,
+            reference=reference,
+            threads=threads,
+            progress=lambda d, t: report(d),
         )
         matrices = [_snap(m, stack.shape) for m in matrices]
         matrices = _handle_failures(stack.names, matrices, quality, reference, on_align_fail)
@@ -201,16 +213,22 @@ def merge(
     reference_gray = to_gray(stack[reference]) if brightness and n > 1 else None
 
     state = _METHOD_STATE[method]((*out_shape, *stack.shape[2:]), stack.dtype)
-    covered = np.zeros(out_shape, dtype=np.uint16)
-    gains = [1.0] * n
-    for done, k in enumerate(keep, start=1):
-        image, valid, gains[k] = _align_slice(stack[k], matrices[k], frame, reference_gray)
-        gray = to_gray(image)
+
+    def prepare(k: int) -> tuple:
+        image, gray, valid, gain = _align_slice(stack[k], matrices[k], frame, reference_gray)
         focus = measure_func(gray, sigma=float(sigma))
         if valid is not None:
             focus[~valid] = -1  # any slice that covers the pixel wins over one that does not
+        return valid, gain, state.prepare(image, focus, gray[inner])
+
+    covered = np.zeros(out_shape, dtype=np.uint16)
+    gains = [1.0] * n
+    for done, (k, (valid, gain, prepared)) in enumerate(
+        zip(keep, ordered_map(prepare, keep, threads), strict=True), start=1
+    ):
+        gains[k] = gain
         covered += True if valid is None else valid
-        state.update(image, gray, focus, gray[inner])
+        state.update(prepared)
         report((passes - 1) * n + done)
     composite, depth, sharpness, confidence = state.result()
     confidence[covered < len(keep)] = 0
@@ -271,24 +289,27 @@ def _align_slice(
     matrix: np.ndarray,
     frame: tuple[slice, slice],
     reference_gray: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray | None, float]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
     """Warp one slice into the output frame and correct its brightness.
 
-    Returns the slice, where it has data (None if everywhere) and the gain.
+    Returns the slice, its grey version, where it has data (None if
+    everywhere) and the gain.
     """
     shift = np.eye(3)
     shift[:2, 2] = frame[0].start, frame[1].start
     shape = (frame[0].stop - frame[0].start, frame[1].stop - frame[1].start)
     image, valid = warp(image, matrix @ shift, output_shape=shape)
+    gray = to_gray(image)
     gain = 1.0
     if reference_gray is not None:
-        gain = estimate_gain(reference_gray[frame], to_gray(image), valid)
+        gain = estimate_gain(reference_gray[frame], gray, valid)
         # Gains this close to 1 are estimation noise; rescaling would only round.
         if abs(gain - 1) > 1e-3:
             image = _apply_gain(image, gain)
+            gray *= np.float32(gain)
         else:
             gain = 1.0
-    return image, (None if valid.all() else valid), gain
+    return image, gray, (None if valid.all() else valid), gain
 
 
 def _apply_gain(image: np.ndarray, gain: float) -> np.ndarray:
@@ -300,13 +321,22 @@ def _apply_gain(image: np.ndarray, gain: float) -> np.ndarray:
 
 
 class _Argmax:
-    """Hard pick of each pixel's sharpest slice."""
+    """Hard pick of each pixel's sharpest slice.
+
+    Each method's state has a ``prepare`` step, run in worker threads on one
+    slice at a time, and an ``update`` step, run in stack order, that folds
+    the prepared slice into the running result.
+    """
 
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype):
         self.selector = ArgmaxSelector(shape[:2])
         self.pick = HardPick(shape, dtype)
 
-    def update(self, image: np.ndarray, gray: np.ndarray, focus: np.ndarray, inner) -> None:
+    def prepare(self, image: np.ndarray, focus: np.ndarray, inner: np.ndarray) -> tuple:
+        return image, focus
+
+    def update(self, prepared: tuple) -> None:
+        image, focus = prepared
         self.pick.update(image, self.selector.update(focus))
 
     def result(self) -> tuple[np.ndarray, ...]:
@@ -322,9 +352,13 @@ class _Pyramid(_Argmax):
         self.fusion = PyramidFusion(shape)
         self.dtype = dtype
 
-    def update(self, image: np.ndarray, gray: np.ndarray, focus: np.ndarray, inner) -> None:
+    def prepare(self, image: np.ndarray, focus: np.ndarray, inner: np.ndarray) -> tuple:
+        return focus, self.fusion.decompose(convert_dtype(image, "float32"), focus)
+
+    def update(self, prepared: tuple) -> None:
+        focus, decomposed = prepared
         self.selector.update(focus)
-        self.fusion.update(convert_dtype(image, "float32"), focus)
+        self.fusion.add(decomposed)
 
     def result(self) -> tuple[np.ndarray, ...]:
         fused = self.fusion.result()
@@ -343,10 +377,17 @@ class _DepthMap:
         self.keep = PeakNeighbours(shape, dtype)
         self.noise = np.inf
 
-    def update(self, image: np.ndarray, gray: np.ndarray, focus: np.ndarray, inner) -> None:
-        # The most defocused slice gives the least texture-biased noise estimate;
-        # only the part every slice covers has real pixels (and noise) in it.
-        self.noise = min(self.noise, noise_variance(inner))
+    def prepare(self, image: np.ndarray, focus: np.ndarray, inner: np.ndarray) -> tuple:
+        # Only the part every slice covers has real pixels (and noise) in it; a
+        # central piece of it is plenty for a stationary noise level.
+        rows, cols = (max(0, (n - _NOISE_SIDE) // 2) for n in inner.shape)
+        piece = inner[rows : rows + _NOISE_SIDE, cols : cols + _NOISE_SIDE]
+        return image, focus, noise_variance(piece)
+
+    def update(self, prepared: tuple) -> None:
+        image, focus, noise = prepared
+        # The most defocused slice gives the least texture-biased noise estimate.
+        self.noise = min(self.noise, noise)
         self.keep.update(image, *self.tracker.update(focus))
 
     def result(self) -> tuple[np.ndarray, ...]:
@@ -358,6 +399,9 @@ class _DepthMap:
         depth = regularize_depth(t.index + offset, confidence)
         np.clip(depth, 0, t.count - 1, out=depth)
         return composite, depth, t.value, confidence
+
+
+_NOISE_SIDE = 1024
 
 
 _METHOD_STATE = {"depthmap": _DepthMap, "pyramid": _Pyramid, "argmax": _Argmax}

@@ -131,13 +131,21 @@ class PyramidFusion:
         focus : (M, N) ndarray
             Its focus measure.
         """
+        self.add(self.decompose(image, focus))
+
+    def decompose(self, image: np.ndarray, focus: np.ndarray) -> tuple:
+        """The per-slice half of :meth:`update`: pure, so it can run in a worker thread."""
         image = np.asarray(image, dtype=np.float32)
-        self.low = min(self.low, float(image.min()))
-        self.high = max(self.high, float(image.max()))
-        pyramid = laplacian_pyramid(image, self.levels)
         energies = [np.asarray(focus, dtype=np.float32)]
         for _ in range(self.levels - 1):
             energies.append(downsample(energies[-1]))
+        pyramid = laplacian_pyramid(image, self.levels)
+        return pyramid, energies, float(image.min()), float(image.max())
+
+    def add(self, decomposed: tuple) -> None:
+        """The running half of :meth:`update`, taking :meth:`decompose`'s result."""
+        pyramid, energies, low, high = decomposed
+        self.low, self.high = min(self.low, low), max(self.high, high)
         if self.fused is None:
             self.fused, self.energy = pyramid, energies
         else:

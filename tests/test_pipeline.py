@@ -143,11 +143,11 @@ def _peak_bytes(paths, method):
 def test_memory_does_not_grow_with_slice_count(write_slices, method):
     rng = np.random.default_rng(0)
     plane = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
-    paths = write_slices(np.broadcast_to(plane, (40, *plane.shape)))
-    peak10, peak40 = _peak_bytes(paths[:10], method), _peak_bytes(paths, method)
-    slice_bytes = plane.nbytes
-    # Holding the stack would cost 30 more slices; streaming costs none.
-    assert peak40 < peak10 + 2 * slice_bytes, (peak10, peak40)
+    paths = write_slices(np.broadcast_to(plane, (60, *plane.shape)))
+    peak10, peak60 = _peak_bytes(paths[:10], method), _peak_bytes(paths, method)
+    # Holding the stack would cost 50 more slices; streaming costs none, give or
+    # take which slices the worker threads happen to hold at the peak.
+    assert peak60 < peak10 + 8 * plane.nbytes, (peak10, peak60)
 
 
 def _similarity(shape, scale, degrees, shift):
