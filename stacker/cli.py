@@ -156,6 +156,9 @@ def merge(
     transforms: Annotated[
         Path | None, typer.Option(help="Apply transforms from a JSON file instead of aligning.")
     ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Worker threads (default: all cores).", min=1)
+    ] = None,
     bit_depth: Annotated[
         BitDepth, typer.Option(help="Composite bit depth: auto keeps the input's.")
     ] = BitDepth.auto,
@@ -191,6 +194,7 @@ def merge(
         crop=crop,
         brightness=brightness,
         on_align_fail=on_align_fail.value,
+        threads=threads,
         progress=_progress(quiet, "stacking"),
     )
     if save_transforms is not None:

@@ -241,3 +241,13 @@ def test_bad_reference_slice(slices, tmp_path, capsys):
     paths, _ = slices
     code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.png", "--align-ref", "7")
     assert code == 2 and "align_reference" in err
+
+
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_threads_option_gives_the_same_result(slices, tmp_path, capsys, threads):
+    paths, _ = slices
+    code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "a.png", "--threads", threads)
+    assert code == 0, err
+    code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "b.png", "--threads", "2")
+    assert code == 0, err
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), read_image(tmp_path / "b.png"))
