@@ -17,11 +17,20 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .align import load_transforms
+from .align import MODELS, load_transforms
 from .align import save_transforms as save_transforms_json
-from .depth import depth_preview, encode_depth
+from .depth import DEPTH_FORMATS, depth_preview, encode_depth
 from .focusmap import focus_map, mask_in_focus, parse_colour, sketch
-from .io import StackError, check_output_path, convert_dtype, open_stack, read_image, write_image
+from .io import (
+    ORDERS,
+    StackError,
+    check_output_path,
+    convert_dtype,
+    open_stack,
+    read_image,
+    write_image,
+)
+from .pipeline import ALIGN_FAIL, METHODS
 from .pipeline import merge as merge_stack
 
 app = typer.Typer(
@@ -32,39 +41,17 @@ app = typer.Typer(
 )
 
 
-class Order(str, Enum):
-    natural = "natural"
-    given = "given"
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum of the library's own option values, so the CLI never drifts from them."""
+    return Enum(name, {v if v.isidentifier() else f"v{v}": v for v in values}, type=str)
 
 
-class DepthFormat(str, Enum):
-    index = "index"
-    float = "float"
-
-
-class Method(str, Enum):
-    depthmap = "depthmap"
-    pyramid = "pyramid"
-    argmax = "argmax"
-
-
-class Align(str, Enum):
-    similarity = "similarity"
-    translation = "translation"
-    affine = "affine"
-    none = "none"
-
-
-class AlignFail(str, Enum):
-    keep = "keep"
-    drop = "drop"
-    error = "error"
-
-
-class BitDepth(str, Enum):
-    auto = "auto"
-    b8 = "8"
-    b16 = "16"
+Order = _choices("Order", ORDERS)
+DepthFormat = _choices("DepthFormat", DEPTH_FORMATS)
+Method = _choices("Method", METHODS)
+Align = _choices("Align", MODELS)
+AlignFail = _choices("AlignFail", ALIGN_FAIL)
+BitDepth = _choices("BitDepth", ("auto", "8", "16"))
 
 
 class Progress:
@@ -174,12 +161,12 @@ def merge(
       stacker merge shots/ -o out.jpg --depth-preview depth_color.png
     """
     stack = open_stack(inputs, order=order.value)
-    out_dtype = stack.dtype if bit_depth is BitDepth.auto else f"uint{bit_depth.value}"
+    out_dtype = stack.dtype if bit_depth.value == "auto" else f"uint{bit_depth.value}"
     targets = [(output, out_dtype)]
     if save_transforms is not None:
         targets.append((save_transforms, None))
     if depth is not None:
-        targets.append((depth, "float32" if depth_format is DepthFormat.float else "uint16"))
+        targets.append((depth, "float32" if depth_format.value == "float" else "uint16"))
     if depth_preview_path is not None:
         targets.append((depth_preview_path, "uint8"))
     _check_outputs(targets, stack.paths)

@@ -24,6 +24,7 @@ import tifffile
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "ORDERS",
     "atomic_output",
     "Stack",
     "StackError",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+ORDERS = ("natural", "given")
 _WRITE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff"}
 # Which dtypes each output format can hold without loss.
 _FORMAT_DTYPES = {
@@ -310,7 +312,7 @@ def open_stack(
     ValueError
         If `order` is not one of the accepted values.
     """
-    if order not in ("natural", "given"):
+    if order not in ORDERS:
         raise ValueError(f"order must be 'natural' or 'given', got {order!r}")
     if isinstance(inputs, Stack):
         return inputs

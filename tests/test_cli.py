@@ -178,13 +178,6 @@ def test_python_dash_m_runs_in_subprocess(slices, tmp_path):
     assert (tmp_path / "c.png").exists()
 
 
-def test_cli_offers_every_method():
-    from stacker.cli import Method
-    from stacker.pipeline import METHODS
-
-    assert tuple(m.value for m in Method) == METHODS
-
-
 @pytest.mark.parametrize("method", ["argmax", "pyramid", "depthmap"])
 def test_merge_with_each_method(slices, tmp_path, capsys, method):
     paths, truth = slices
