@@ -166,13 +166,19 @@ class PeakNeighbours:
         image : ndarray
             Same shape and dtype as the slices.
         """
-        out = np.zeros(self.peak.shape, dtype=np.float32)
-        for w, img in zip(weights, (self.before, self.peak, self.after), strict=True):
-            out += (w[..., None] if img.ndim == 3 else w) * img
-        if self.peak.dtype.kind in "ui":
-            info = np.iinfo(self.peak.dtype)
-            np.clip(np.rint(out, out=out), info.min, info.max, out=out)
-        return out.astype(self.peak.dtype)
+        images = (self.before, self.peak, self.after)
+        out = np.empty_like(self.peak)
+        # One channel at a time keeps the float work to a single grey frame.
+        for ch in range(self.peak.shape[2] if self.peak.ndim == 3 else 1):
+            pick = (..., ch) if self.peak.ndim == 3 else ...
+            total = np.zeros(self.peak.shape[:2], dtype=np.float32)
+            for w, img in zip(weights, images, strict=True):
+                total += w * img[pick]
+            if out.dtype.kind in "ui":
+                info = np.iinfo(out.dtype)
+                np.clip(np.rint(total, out=total), info.min, info.max, out=total)
+            out[pick] = total
+        return out
 
 
 def neighbour_weights(

@@ -45,7 +45,11 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     """
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] == 3:
-        gray = image @ _LUMA if image.dtype.kind == "f" else image.astype(np.float32) @ _LUMA
+        # Channel by channel: a float copy of the whole RGB image would triple
+        # the memory this step needs on large frames.
+        gray = image[..., 0] * _LUMA[0]
+        gray += image[..., 1] * _LUMA[1]
+        gray += image[..., 2] * _LUMA[2]
     elif image.ndim == 2:
         gray = image.astype(np.float32)
     else:

@@ -133,7 +133,9 @@ def test_progress_counts_both_passes_when_aligning():
 
 def _peak_bytes(paths, method):
     tracemalloc.start()
-    stacker.merge(paths, method=method)
+    # One thread: the peak then does not depend on how far workers ran ahead
+    # (that is bounded separately, see test_parallel.py).
+    stacker.merge(paths, method=method, threads=1)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak
@@ -145,9 +147,8 @@ def test_memory_does_not_grow_with_slice_count(write_slices, method):
     plane = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
     paths = write_slices(np.broadcast_to(plane, (60, *plane.shape)))
     peak10, peak60 = _peak_bytes(paths[:10], method), _peak_bytes(paths, method)
-    # Holding the stack would cost 50 more slices; streaming costs none, give or
-    # take which slices the worker threads happen to hold at the peak.
-    assert peak60 < peak10 + 8 * plane.nbytes, (peak10, peak60)
+    # Holding the stack would cost 50 more slices; streaming costs none.
+    assert peak60 < peak10 + 2 * plane.nbytes, (peak10, peak60)
 
 
 def _similarity(shape, scale, degrees, shift):
