@@ -204,7 +204,13 @@ def _check_outputs(targets: list[tuple[Path, object]], inputs: list[Path]) -> No
     if len(set(resolved)) != len(resolved):
         raise ValueError("two outputs name the same file")
     for path, dtype in targets:
-        check_output_path(path, dtype, inputs=inputs, image=dtype is not None)
+        try:
+            check_output_path(path, dtype, inputs=inputs, image=dtype is not None)
+        except ValueError as exc:
+            if path is not targets[0][0] or "cannot hold" not in str(exc):
+                raise
+            # The composite (always first) may also be converted on request.
+            raise ValueError(f"{exc}, or convert it with --bit-depth 8 or 16") from None
 
 
 @app.command()

@@ -424,8 +424,7 @@ def check_output_path(
     if fmt is not None and dtype is not None and np.dtype(dtype).name not in _FORMAT_DTYPES[fmt]:
         raise ValueError(
             f"{path}: {fmt.upper()} cannot hold {np.dtype(dtype).name} pixels without loss; "
-            f"choose a format that can ({_suggest(np.dtype(dtype))}) or convert explicitly "
-            "(--bit-depth 8 or 16)"
+            f"choose a format that can ({_suggest(np.dtype(dtype))})"
         )
     if not path.parent.is_dir():
         raise ValueError(f"{path}: output folder {path.parent} does not exist")
