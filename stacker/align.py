@@ -228,10 +228,14 @@ def _register(ref_pyr, mov_pyr, model, initial=None):
                 candidates.append(guess)
         best = [_ecc(ref, mov, c, coarse_model, 30, 0.05) for c in candidates]
         matrix = max(best, key=lambda r: r[1])[0]
+        if top > 0:
+            # That polish was the coarsest level's refinement; go on from the next.
+            top -= 1
+            matrix = _scaled(matrix, 0.5)
     rho = 0.0
     for level in range(top, -1, -1):
         # An affine fit at the coarsest level has too few pixels to pin down six parameters.
-        level_model = coarse_model if level == top > 0 else model
+        level_model = coarse_model if level == len(ref_pyr) - 1 > 0 else model
         iters, tol = (30, 0.05) if level else (10, 0.02)  # pixels of the finest level matter
         matrix, rho = _ecc(ref_pyr[level], mov_pyr[level], matrix, level_model, iters, tol)
         if level:
