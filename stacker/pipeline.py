@@ -221,17 +221,21 @@ def merge(
             focus[~valid] = -1  # any slice that covers the pixel wins over one that does not
         return valid, gain, state.prepare(image, focus, gray[inner])
 
+    # Slices that cover only part of the frame, counted per pixel.
     covered = np.zeros(out_shape, dtype=np.uint16)
+    partial = 0
     gains = [1.0] * n
     for done, (k, (valid, gain, prepared)) in enumerate(
         zip(keep, ordered_map(prepare, keep, threads), strict=True), start=1
     ):
         gains[k] = gain
-        covered += True if valid is None else valid
+        if valid is not None:
+            covered += valid
+            partial += 1
         state.update(prepared)
         report((passes - 1) * n + done)
     composite, depth, sharpness, confidence = state.result()
-    confidence[covered < len(keep)] = 0
+    confidence[covered < partial] = 0
     identity = np.eye(3)
     return MergeResult(
         composite=composite,
