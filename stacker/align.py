@@ -27,6 +27,7 @@ from .focus import to_gray
 from .io import atomic_output
 
 __all__ = [
+    "block_mean",
     "MODELS",
     "common_crop",
     "estimate_gain",
@@ -301,8 +302,20 @@ def estimate_transform(
     return _register(_pyramid(ref), _pyramid(mov), model, initial)
 
 
-def _downscale(gray: np.ndarray, k: int) -> np.ndarray:
-    """Block means over k x k pixels; pixel i of the result is centred on pixel k*i + (k-1)/2."""
+def block_mean(gray: np.ndarray, k: int) -> np.ndarray:
+    """Block means over k x k pixels; pixel i of the result is centred on pixel k*i + (k-1)/2.
+
+    Parameters
+    ----------
+    gray : (M, N) ndarray
+        Image (booleans count as 0 and 1).
+    k : int
+        Block size; rows and columns beyond a whole block are dropped.
+
+    Returns
+    -------
+    small : (M // k, N // k) ndarray of float32
+    """
     h, w = gray.shape[0] // k * k, gray.shape[1] // k * k
     return gray[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3), dtype=np.float32)
 
@@ -362,7 +375,7 @@ def estimate_stack_transforms(
     def load(image: np.ndarray, index: int) -> list[np.ndarray]:
         if image.shape[:2] != shape[:2]:
             raise ValueError(f"stack slice {index} has shape {image.shape}, reference {shape}")
-        return _pyramid(_downscale(to_gray(image), k))
+        return _pyramid(block_mean(to_gray(image), k))
 
     ref_pyr = load(first, ref_index)
     del first
@@ -473,17 +486,19 @@ def warp(
     t = a[:2, 2][::-1] + pad + 0.5 - m @ np.array([0.5, 0.5])
     coeffs = (m[0, 0], m[0, 1], t[0], m[1, 0], m[1, 1], t[1])
     planes = image.reshape(*size, -1)
-    result = np.empty((*out, planes.shape[-1]), np.float32)
+    result = np.empty((*out, planes.shape[-1]), image.dtype)
     for ch in range(planes.shape[-1]):
-        src = np.pad(planes[..., ch].astype(np.float32), pad, mode="edge")
-        moved = Image.fromarray(src).transform(
+        src = Image.fromarray(np.pad(planes[..., ch].astype(np.float32), pad, mode="edge"))
+        moved = src.transform(
             (out[1], out[0]), Image.Transform.AFFINE, coeffs, resample=_RESAMPLE[order]
         )
-        result[..., ch] = np.asarray(moved)
-    if image.dtype.kind in "ui":
-        info = np.iinfo(image.dtype)
-        result = np.clip(np.rint(result, out=result), info.min, info.max, out=result)
-    return result.astype(image.dtype, copy=False).reshape(*out, *image.shape[2:]), valid
+        del src  # one padded channel at a time: large frames are several hundred MB
+        moved = np.array(moved, dtype=np.float32)
+        if image.dtype.kind in "ui":
+            info = np.iinfo(image.dtype)
+            np.clip(np.rint(moved, out=moved), info.min, info.max, out=moved)
+        result[..., ch] = moved
+    return result.reshape(*out, *image.shape[2:]), valid
 
 
 _RESAMPLE = {0: Image.Resampling.NEAREST, 1: Image.Resampling.BILINEAR, 3: Image.Resampling.BICUBIC}
@@ -567,11 +582,11 @@ def estimate_gain(reference: np.ndarray, warped: np.ndarray, valid: np.ndarray) 
     if np.asarray(reference).dtype.kind in "ui":  # clipped highlights do not scale
         valid = valid & (ref < 0.99) & (mov < 0.99)
     k = int(np.ceil(max(ref.shape) / 256))
-    weight = _downscale(valid.astype(np.float32), k)
+    weight = block_mean(valid.astype(np.float32), k)
     sigma = max(weight.shape) / 32
     # Normalised convolution: invalid pixels neither count nor drag the means down.
     norm = ndi.gaussian_filter(weight, sigma)
-    low = [ndi.gaussian_filter(_downscale(x * valid, k), sigma) for x in (ref, mov)]
+    low = [ndi.gaussian_filter(block_mean(x * valid, k), sigma) for x in (ref, mov)]
     low = [x / np.maximum(norm, 1e-6) for x in low]
     ok = (norm > 0.5) & (low[1] > 0.02 * low[1].max())
     return float(np.median(low[0][ok] / low[1][ok])) if ok.sum() >= 16 else 1.0

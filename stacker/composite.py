@@ -153,6 +153,10 @@ class PeakNeighbours:
         copy_pixels(self.before, previous, won)
         self._previous = image
 
+    def release(self) -> None:
+        """Drop the reference to the last slice, which only updates need."""
+        self._previous = None
+
     def blend(self, weights: np.ndarray) -> np.ndarray:
         """Weighted sum of the three kept slices, in their dtype.
 

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._parallel import ordered_map
-from .align import MODELS, common_crop, estimate_gain, estimate_stack_transforms, warp
+from .align import (
+    MODELS,
+    block_mean,
+    common_crop,
+    estimate_gain,
+    estimate_stack_transforms,
+    warp,
+)
 from .composite import HardPick, PeakNeighbours, neighbour_weights
 from .focus import check_measure, noise_variance, to_gray
 from .io import Stack, StackError, StackWarning, convert_dtype, open_stack
@@ -210,19 +217,25 @@ def merge(
     inner = tuple(
         slice(w.start - f.start, w.stop - f.start) for w, f in zip(window, frame, strict=True)
     )
-    reference_gray = to_gray(stack[reference]) if brightness and n > 1 else None
+    # Gains are estimated on heavily low-passed images: block means of about
+    # 256 px across are plenty, and keep the reference from costing a frame.
+    block = max(1, int(np.ceil(max(out_shape) / 256)))
+    reference_gray = None
+    if brightness and n > 1:
+        reference_gray = block_mean(to_gray(stack[reference])[frame], block)
 
     state = _METHOD_STATE[method]((*out_shape, *stack.shape[2:]), stack.dtype)
 
     def prepare(k: int) -> tuple:
-        image, gray, valid, gain = _align_slice(stack[k], matrices[k], frame, reference_gray)
-        focus = measure_func(gray, sigma=float(sigma))
+        image, gray, valid, gain = _align_slice(stack[k], matrices[k], frame, reference_gray, block)
+        noise = noise_variance(_central(gray[inner], _NOISE_SIDE))
+        focus = measure_func(gray, sigma=float(sigma), overwrite=True)
         if valid is not None:
             focus[~valid] = -1  # any slice that covers the pixel wins over one that does not
-        return valid, gain, state.prepare(image, focus, gray[inner])
+        return valid, gain, state.prepare(image, focus, noise)
 
     # Slices that cover only part of the frame, counted per pixel.
-    covered = np.zeros(out_shape, dtype=np.uint16)
+    covered = None
     partial = 0
     gains = [1.0] * n
     for done, (k, (valid, gain, prepared)) in enumerate(
@@ -230,12 +243,13 @@ def merge(
     ):
         gains[k] = gain
         if valid is not None:
-            covered += valid
+            covered = valid.astype(np.uint16) if covered is None else covered + valid
             partial += 1
         state.update(prepared)
         report((passes - 1) * n + done)
     composite, depth, sharpness, confidence = state.result()
-    confidence[covered < partial] = 0
+    if covered is not None:
+        confidence[covered < partial] = 0
     identity = np.eye(3)
     return MergeResult(
         composite=composite,
@@ -293,9 +307,11 @@ def _align_slice(
     matrix: np.ndarray,
     frame: tuple[slice, slice],
     reference_gray: np.ndarray | None,
+    block: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
     """Warp one slice into the output frame and correct its brightness.
 
+    `reference_gray` is the reference slice's grey, block-averaged by `block`.
     Returns the slice, its grey version, where it has data (None if
     everywhere) and the gain.
     """
@@ -306,7 +322,8 @@ def _align_slice(
     gray = to_gray(image)
     gain = 1.0
     if reference_gray is not None:
-        gain = estimate_gain(reference_gray[frame], gray, valid)
+        small_valid = block_mean(valid, block) == 1
+        gain = estimate_gain(reference_gray, block_mean(gray, block), small_valid)
         # Gains this close to 1 are estimation noise; rescaling would only round.
         if abs(gain - 1) > 1e-3:
             image = _apply_gain(image, gain)
@@ -336,7 +353,7 @@ class _Argmax:
         self.selector = ArgmaxSelector(shape[:2])
         self.pick = HardPick(shape, dtype)
 
-    def prepare(self, image: np.ndarray, focus: np.ndarray, inner: np.ndarray) -> tuple:
+    def prepare(self, image: np.ndarray, focus: np.ndarray, noise: float) -> tuple:
         return image, focus
 
     def update(self, prepared: tuple) -> None:
@@ -356,7 +373,7 @@ class _Pyramid(_Argmax):
         self.fusion = PyramidFusion(shape)
         self.dtype = dtype
 
-    def prepare(self, image: np.ndarray, focus: np.ndarray, inner: np.ndarray) -> tuple:
+    def prepare(self, image: np.ndarray, focus: np.ndarray, noise: float) -> tuple:
         return focus, self.fusion.decompose(convert_dtype(image, "float32"), focus)
 
     def update(self, prepared: tuple) -> None:
@@ -381,12 +398,8 @@ class _DepthMap:
         self.keep = PeakNeighbours(shape, dtype)
         self.noise = np.inf
 
-    def prepare(self, image: np.ndarray, focus: np.ndarray, inner: np.ndarray) -> tuple:
-        # Only the part every slice covers has real pixels (and noise) in it; a
-        # central piece of it is plenty for a stationary noise level.
-        rows, cols = (max(0, (n - _NOISE_SIDE) // 2) for n in inner.shape)
-        piece = inner[rows : rows + _NOISE_SIDE, cols : cols + _NOISE_SIDE]
-        return image, focus, noise_variance(piece)
+    def prepare(self, image: np.ndarray, focus: np.ndarray, noise: float) -> tuple:
+        return image, focus, noise
 
     def update(self, prepared: tuple) -> None:
         image, focus, noise = prepared
@@ -395,17 +408,31 @@ class _DepthMap:
         self.keep.update(image, *self.tracker.update(focus))
 
     def result(self) -> tuple[np.ndarray, ...]:
-        t = self.tracker
-        weights = neighbour_weights(t.before, t.value, t.after, self.noise)
-        composite = self.keep.blend(weights)
-        offset, _ = subslice_peak(t.before, t.value, t.after)
+        # Each step lets go of the frames it no longer needs: on large images
+        # the finishing steps, not the stream, set the peak memory.
+        t, keep = self.tracker, self.keep
+        t.release()
+        keep.release()
+        composite = keep.blend(neighbour_weights(t.before, t.value, t.after, self.noise))
+        del self.keep, keep
+        offset = subslice_peak(t.before, t.value, t.after)[0]
+        t.before = t.after = None
         confidence = _peak_confidence(t.value, t.total, t.count, self.noise)
-        depth = regularize_depth(t.index + offset, confidence)
+        t.total = None
+        offset += t.index
+        depth = regularize_depth(offset, confidence)
         np.clip(depth, 0, t.count - 1, out=depth)
         return composite, depth, t.value, confidence
 
 
+# Only the part every slice covers has real pixels (and noise) in it; a central
+# piece of it this wide is plenty for a stationary noise level.
 _NOISE_SIDE = 1024
+
+
+def _central(image: np.ndarray, side: int) -> np.ndarray:
+    rows, cols = (max(0, (n - side) // 2) for n in image.shape[:2])
+    return image[rows : rows + side, cols : cols + side]
 
 
 _METHOD_STATE = {"depthmap": _DepthMap, "pyramid": _Pyramid, "argmax": _Argmax}

@@ -146,6 +146,10 @@ class PeakTracker(ArgmaxSelector):
         self._previous[...] = focus
         return won, follows
 
+    def release(self) -> None:
+        """Free the memory only updates need; the attributes stay valid."""
+        self._previous = None
+
 
 def subslice_peak(
     before: np.ndarray, peak: np.ndarray, after: np.ndarray
@@ -185,16 +189,25 @@ def subslice_peak(
     (0.3, 1.0)
     """
     tiny = np.float32(1e-12)
+    # In place where it can be: on large frames each temporary is a frame of memory.
     lb, lp, la = (
         np.log(np.maximum(np.asarray(a, np.float32), tiny)) for a in (before, peak, after)
     )
-    curvature = lb - 2 * lp + la  # second difference; negative at a proper peak
+    curvature = np.add(lb, la)  # second difference; negative at a proper peak
+    curvature -= lp
+    curvature -= lp
+    del lp
+    offset = np.subtract(lb, la, out=lb)
+    del la
     with np.errstate(divide="ignore", invalid="ignore"):
-        offset = np.where(curvature < 0, (lb - la) / (2 * curvature), 0)
-        width = np.where(curvature < 0, np.sqrt(-1 / curvature), np.inf)
-    ok = np.isfinite(offset)
-    offset = np.clip(np.where(ok, offset, 0), -0.5, 0.5).astype(np.float32)
-    width = np.where(ok, width, np.inf).astype(np.float32)
+        offset /= curvature
+        offset *= 0.5
+        width = np.divide(-1, curvature, out=curvature)
+        np.sqrt(width, out=width)
+    ok = np.isfinite(offset) & (width > 0) & np.isfinite(width)
+    offset[~ok] = 0
+    np.clip(offset, -0.5, 0.5, out=offset)
+    width[~ok] = np.inf
     return offset, width
 
 
