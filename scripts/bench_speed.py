@@ -1,23 +1,36 @@
-"""Benchmark ``stacker merge`` against decoding alone and a plain one-slice-at-a-time reference.
+"""Benchmark the speed and peak memory of ``stacker merge`` on synthetic stacks, in suites.
 
-Generates synthetic focal stacks (cached in ``--workdir``), then times each of these in a
-fresh subprocess, recording wall time and peak RSS (via ``/usr/bin/time`` when present):
+Each suite generates its synthetic focal stacks (cached in ``--workdir``) and measures each
+run in a fresh subprocess: wall time and peak RSS (via ``/usr/bin/time`` when present). A
+suite's runs happen back to back in one invocation, so their ratios are comparable on a noisy
+machine. The runs:
 
-* ``decode``: ``stacker.io.read_image`` on every slice, nothing else (the floor);
-* ``reference``: one thread, one slice at a time: decode, float32 grey, two Gaussian
-  filters (sigma 2) for the local variance, running argmax, pick of composite pixels,
-  and the composite written as PNG like ``merge -o out.png`` does;
-* ``merge``: ``python -m stacker merge FILES -o out.png --quiet`` (plus one run per
-  extra ``--methods`` value, passed as ``--method NAME``).
+* ``decode``: ``stacker.io.read_image`` on every slice, one thread, nothing else (the floor);
+  ``decode xN`` decodes on N threads (the floor of a parallel pipeline);
+* ``reference``: one thread, one slice at a time: decode, float32 grey, ``gaussian_filter``
+  (sigma 2) of the image and of its square, local variance, running argmax and pick of the
+  composite's pixels; the composite is written like merge's;
+* ``merge``: ``python -m stacker merge FILES -o out.tif --quiet --method M --align A``
+  (all cores). Every run writes its composite as TIFF.
 
-All runs happen in one invocation so their ratios are comparable on a noisy machine.
+Suites (``all``: every suite but ``huge``):
+
+* ``jpeg``: 30 slices, 3000x2000 RGB JPEG q92: decode, reference, each method with
+  alignment (similarity) and with ``--align none``. Bar: default merge <= 2x decode.
+* ``tiff16``: 50 slices, 2048x2048 16-bit grey uncompressed TIFF files: the same runs.
+  Bars: default merge <= reference; ``--method argmax --align none`` <= reference / 2.
+* ``flat``: default method, align none and similarity, on 20, 40 and 80 slices of one
+  3000x2000 JPEG stack (every 4th, every 2nd and every slice). Bar: peak RSS within 10%.
+* ``big``: 20 slices, 4000x3000 (12 MP) RGB JPEG: each method. Bar: default < 1 GiB RSS.
+* ``huge`` (opt-in: slow, ~500 MB of files): 100 slices, 6000x4000 (24 MP) RGB JPEG:
+  default merge. Bar: it completes with peak RSS < 2 GiB.
 
 Usage::
 
-    python scripts/bench_speed.py                     # 3000x2000 RGB JPEG, 20 and 40 slices
-    python scripts/bench_speed.py --quick             # tiny smoke run, a few seconds
-    python scripts/bench_speed.py --format tif --slices 10 30 --markdown /tmp/bench.md
-    python scripts/bench_speed.py --methods default fast --repeat 3
+    python scripts/bench_speed.py                        # all suites but huge
+    python scripts/bench_speed.py --quick                # tiny sizes, all but huge, seconds
+    python scripts/bench_speed.py --suite huge --markdown /tmp/huge.md
+    python scripts/bench_speed.py --suite jpeg tiff16 --repeat 3
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,16 +66,89 @@ WRAPPER = (
     "open(sys.argv[1], 'w').write(f'{time.perf_counter() - t:.2f} {rss}\\n')\n"
     "sys.exit(code)\n"
 )
-DECODE = "import sys\nfrom stacker.io import read_image\nfor p in sys.argv[1:]: read_image(p)\n"
+DECODE = (
+    "import sys\n"
+    "from concurrent.futures import ThreadPoolExecutor\n"
+    "from stacker.io import read_image\n"
+    "with ThreadPoolExecutor(int(sys.argv[1])) as pool:\n"
+    "    for _ in pool.map(read_image, sys.argv[2:]): pass\n"
+)
+# Prefix for the one-thread runs: keeps numpy's BLAS (the RGB-to-grey product) on one thread.
+# `env` execs the command, so the measured process is still the Python one.
+ONE_THREAD = ["env", "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1"]
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+METHODS = ("depthmap", "pyramid", "argmax")  # the first is the default
+ALIGNS = ("similarity", "none")  # the first is the default
+GIB = 1024  # MiB
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """A synthetic stack: `slices` files of `width` x `height`, RGB JPEG or grey TIFF."""
+
+    fmt: str  # "jpg": 8-bit RGB JPEG q92; "tif": 16-bit grey uncompressed TIFF
+    width: int
+    height: int
+    slices: int
+
+    @property
+    def frame(self) -> str:
+        """Human-readable slice size and kind."""
+        kind = "RGB JPEG q92" if self.fmt == "jpg" else "16-bit grey TIFF"
+        return f"{self.width}x{self.height} {kind}"
+
+    @property
+    def label(self) -> str:
+        """Human-readable description of the stack."""
+        return f"{self.slices} x {self.frame}"
+
+    @property
+    def frame_mb(self) -> float:
+        """Size of one decoded slice in MiB."""
+        return self.width * self.height * (3 if self.fmt == "jpg" else 2) / 2**20
+
+
+# Stack per suite: (full size, --quick size).
+SPECS = {
+    "jpeg": (StackSpec("jpg", 3000, 2000, 30), StackSpec("jpg", 600, 400, 4)),
+    "tiff16": (StackSpec("tif", 2048, 2048, 50), StackSpec("tif", 256, 256, 6)),
+    "flat": (StackSpec("jpg", 3000, 2000, 80), StackSpec("jpg", 600, 400, 8)),
+    "big": (StackSpec("jpg", 4000, 3000, 20), StackSpec("jpg", 800, 600, 3)),
+    "huge": (StackSpec("jpg", 6000, 4000, 100), StackSpec("jpg", 1200, 800, 10)),
+}
 
 
 @dataclass
 class Run:
-    """One measured subprocess: wall time in s and peak RSS in MB (None if it failed)."""
+    """One measured subprocess: wall time in s and peak RSS in MiB (None if it failed)."""
 
     wall: float | None
     rss: float | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One command to measure and its labels in the tables."""
+
+    run: str
+    argv: tuple[str, ...]
+    method: str = "-"
+    align: str = "-"
+
+    @property
+    def name(self) -> str:
+        """Label of the job in progress lines."""
+        return self.run if self.method == "-" else f"{self.run} {self.method}/{self.align}"
+
+
+@dataclass
+class Table:
+    """One suite's results: a title, a table and notes (bars included)."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    notes: list[str]
 
 
 def texture(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -83,12 +170,14 @@ def texture(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(luma * tint, 0, 1)
 
 
-def make_stack(directory: Path, n: int, width: int, height: int, fmt: str) -> list[Path]:
-    """Write `n` slices focused at different depths (reused if all `n` already exist).
+def make_stack(workdir: Path, spec: StackSpec) -> list[Path]:
+    """Write the stack's slices, focused at different depths (reused if all already exist).
 
     Each slice blends the sharp texture with one blurred copy through a Gaussian ridge
     along a tilted plane, so the sharp band sweeps across the frame from slice to slice.
     """
+    n, fmt = spec.slices, spec.fmt
+    directory = workdir / f"{fmt}_{spec.width}x{spec.height}_{n}"
     paths = [directory / f"slice_{k:03d}.{fmt}" for k in range(n)]
     if sorted(directory.glob(f"slice_*.{fmt}")) == paths:
         return paths
@@ -96,10 +185,10 @@ def make_stack(directory: Path, n: int, width: int, height: int, fmt: str) -> li
     for old in directory.glob("slice_*"):
         old.unlink()
     rng = np.random.default_rng(0)
-    sharp = texture(height, width, rng)
+    sharp = texture(spec.height, spec.width, rng)
     blurred = ndimage.gaussian_filter(sharp, sigma=(6, 6, 0))
     detail = sharp - blurred
-    y, x = np.ogrid[0:1 : height * 1j, 0:1 : width * 1j]
+    y, x = np.ogrid[0 : 1 : spec.height * 1j, 0 : 1 : spec.width * 1j]
     plane = (0.7 * x + 0.3 * y).astype(np.float32)
     for k, path in enumerate(paths):
         centre = k / (n - 1) if n > 1 else 0.5
@@ -112,7 +201,7 @@ def make_stack(directory: Path, n: int, width: int, height: int, fmt: str) -> li
             Image.fromarray(pixels).save(tmp, format="JPEG", quality=92)
         else:
             gray = np.clip(image @ LUMA, 0, 1)
-            tifffile.imwrite(tmp, np.rint(gray * 65535).astype(np.uint16))
+            tifffile.imwrite(tmp, np.rint(gray * 65535).astype(np.uint16), compression=None)
         os.replace(tmp, path)
     return paths
 
@@ -141,36 +230,21 @@ def reference_stack(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return composite, index
 
 
-def measure(cmd: list[str]) -> Run:
-    """Run `cmd` in a fresh process; return its wall time and peak RSS."""
+def measure(argv: tuple[str, ...]) -> Run:
+    """Run `argv` in a fresh process; return its wall time and peak RSS."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         if os.access(TIME, os.X_OK):
-            full = [TIME, "-f", "%e %M", "-o", report.name, *cmd]
+            full = [TIME, "-f", "%e %M", "-o", report.name, *argv]
         else:
-            full = [sys.executable, "-c", WRAPPER, report.name, *cmd]
+            full = [sys.executable, "-c", WRAPPER, report.name, *argv]
         proc = subprocess.run(full, capture_output=True, text=True)
         lines = report.read().splitlines()
     if proc.returncode != 0:
         tail = "".join(f"\n    {line}" for line in proc.stderr.strip().splitlines()[-5:])
-        print(f"  FAILED ({proc.returncode}): {' '.join(cmd[:4])} ...{tail}", flush=True)
+        print(f"    FAILED ({proc.returncode}): {' '.join(argv[:6])} ...{tail}", flush=True)
         return Run(None, None)
     wall, kib = lines[-1].split()
     return Run(float(wall), int(kib) / 1024)
-
-
-def run_commands(files: list[str], out_dir: Path, methods: list[str]) -> dict[str, list[str]]:
-    """The commands to measure for one stack, by run name."""
-    py, script = sys.executable, str(Path(__file__).resolve())
-    commands = {
-        "decode": [py, "-c", DECODE, *files],
-        "reference": [py, script, "--run-reference", str(out_dir / "ref.png"), *files],
-    }
-    for method in methods:
-        flag = [] if method == "default" else ["--method", method]
-        name = "merge" if method == "default" else f"merge --method {method}"
-        out = out_dir / f"merge_{method}.png"
-        commands[name] = [py, "-m", "stacker", "merge", *files, "-o", str(out), "--quiet", *flag]
-    return commands
 
 
 def best_of(runs: list[Run]) -> Run:
@@ -181,13 +255,225 @@ def best_of(runs: list[Run]) -> Run:
 
 
 def fmt_num(value: float | None, spec: str) -> str:
-    """Format a number, or 'failed' for a missing one."""
-    return "failed" if value is None else format(value, spec)
+    """Format a number, or '-' for a missing one."""
+    return "-" if value is None else format(value, spec)
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
     """a / b, or None if either is missing."""
     return None if a is None or b is None else a / b
+
+
+def bar(text: str, value: float | None, limit: float, spec: str) -> str:
+    """One bar's verdict: `value` must be at most `limit`."""
+    if value is None:
+        return f"bar {text} <= {limit:{spec}}: not measured (run failed) -> MISSED"
+    verdict = "met" if value <= limit else "MISSED"
+    return f"bar {text} <= {limit:{spec}}: {value:{spec}} -> {verdict}"
+
+
+class Bench:
+    """Shared state of one invocation: where stacks live, sizes, repeats, startup cost."""
+
+    def __init__(self, workdir: Path, quick: bool, repeat: int):
+        self.workdir = workdir
+        self.quick = quick
+        self.repeat = repeat
+        self.out_dir = workdir / "out"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.startup = measure((sys.executable, "-m", "stacker", "--version"))
+
+    def stack(self, suite: str) -> tuple[StackSpec, list[str]]:
+        """The suite's stack spec and files, generated if needed and read once (warm cache)."""
+        spec = SPECS[suite][1 if self.quick else 0]
+        start = time.perf_counter()
+        files = [str(p) for p in make_stack(self.workdir, spec)]
+        size = sum(len(Path(f).read_bytes()) for f in files) / 2**20
+        print(
+            f"{suite}: {spec.label}, {size:.0f} MiB on disk, ready in "
+            f"{time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
+        return spec, files
+
+    def decode(self, files: list[str], threads: int = 1) -> Job:
+        """Decode-only job on `threads` threads."""
+        run = "decode" if threads == 1 else f"decode x{threads}"
+        prefix = ONE_THREAD if threads == 1 else []
+        return Job(run, (*prefix, sys.executable, "-c", DECODE, str(threads), *files))
+
+    def reference(self, suite: str, files: list[str]) -> Job:
+        """The plain single-threaded reference job."""
+        out = str(self.out_dir / f"{suite}_reference.tif")
+        script = str(Path(__file__).resolve())
+        return Job(
+            "reference", (*ONE_THREAD, sys.executable, script, "--run-reference", out, *files)
+        )
+
+    def merge(self, suite: str, files: list[str], method: str, align: str) -> Job:
+        """A ``python -m stacker merge`` job."""
+        out = str(self.out_dir / f"{suite}_{method}_{align}.tif")
+        options = ("--quiet", "--method", method, "--align", align)
+        argv = (sys.executable, "-m", "stacker", "merge", *files, "-o", out, *options)
+        return Job("merge", argv, method, align)
+
+    def run(self, suite: str, jobs: list[Job]) -> list[Run]:
+        """Measure every job `repeat` times, interleaved; return the best of each."""
+        runs: list[list[Run]] = [[] for _ in jobs]
+        for _ in range(self.repeat):
+            for job, done in zip(jobs, runs, strict=True):
+                done.append(measure(job.argv))
+                print(
+                    f"  {suite}: {job.name}: {fmt_num(done[-1].wall, '.2f')} s, "
+                    f"{fmt_num(done[-1].rss, '.0f')} MiB",
+                    flush=True,
+                )
+        return [best_of(r) for r in runs]
+
+    def runs_table(self, title: str, spec: StackSpec, jobs: list[Job], results: list[Run]) -> Table:
+        """Standard table: one row per job, with ratios to the decode and reference runs."""
+        by_run = {job.run: r for job, r in zip(jobs, results, strict=True)}
+        baselines = [name for name in ("decode", "reference") if name in by_run]
+        headers = [
+            "run",
+            "method",
+            "align",
+            "wall s",
+            "peak RSS MiB",
+            *[f"x {name}" for name in baselines],
+            "frames above startup",
+        ]
+        rows = []
+        for job, r in zip(jobs, results, strict=True):
+            above = None if r.rss is None else (r.rss - self.startup.rss) / spec.frame_mb
+            rows.append(
+                [
+                    job.run,
+                    job.method,
+                    job.align,
+                    fmt_num(r.wall, ".2f"),
+                    fmt_num(r.rss, ".0f"),
+                    *[fmt_num(ratio(r.wall, by_run[name].wall), ".2f") for name in baselines],
+                    fmt_num(above, ".1f"),
+                ]
+            )
+        notes = [f"frame = one decoded slice, {spec.frame_mb:.1f} MiB"]
+        return Table(f"{title}: {spec.label}", headers, rows, notes)
+
+
+def find(jobs: list[Job], results: list[Run], method: str, align: str) -> Run:
+    """The result of the merge job with this method and alignment."""
+    for job, r in zip(jobs, results, strict=True):
+        if job.run == "merge" and (job.method, job.align) == (method, align):
+            return r
+    raise KeyError((method, align))
+
+
+def all_merges(bench: Bench, suite: str, files: list[str]) -> list[Job]:
+    """One merge job per method and alignment (default first)."""
+    return [bench.merge(suite, files, m, a) for a in ALIGNS for m in METHODS]
+
+
+def suite_jpeg(bench: Bench) -> Table:
+    """Time of every method, aligned or not, against decoding and the reference."""
+    spec, files = bench.stack("jpeg")
+    threads = len(os.sched_getaffinity(0))
+    jobs = [
+        bench.decode(files),
+        bench.decode(files, threads),
+        bench.reference("jpeg", files),
+        *all_merges(bench, "jpeg", files),
+    ]
+    results = bench.run("jpeg", jobs)
+    table = bench.runs_table("jpeg", spec, jobs, results)
+    default = find(jobs, results, METHODS[0], ALIGNS[0])
+    table.notes.append(
+        bar("default merge / decode", ratio(default.wall, results[0].wall), 2.0, ".2f")
+    )
+    return table
+
+
+def suite_tiff16(bench: Bench) -> Table:
+    """Time of every method, aligned or not, against the plain reference on 16-bit TIFF."""
+    spec, files = bench.stack("tiff16")
+    jobs = [
+        bench.decode(files),
+        bench.reference("tiff16", files),
+        *all_merges(bench, "tiff16", files),
+    ]
+    results = bench.run("tiff16", jobs)
+    table = bench.runs_table("tiff16", spec, jobs, results)
+    ref = results[1].wall
+    default = find(jobs, results, METHODS[0], ALIGNS[0])
+    fastest = find(jobs, results, "argmax", "none")
+    table.notes += [
+        bar("default merge / reference", ratio(default.wall, ref), 1.0, ".2f"),
+        bar("argmax/none merge / reference", ratio(fastest.wall, ref), 0.5, ".2f"),
+    ]
+    return table
+
+
+def suite_flat(bench: Bench) -> Table:
+    """Peak RSS of the default method on 1/4, 1/2 and all of one stack's slices."""
+    spec, files = bench.stack("flat")
+    subsets = [files[::4], files[::2], files]
+    counts = [len(s) for s in subsets]
+    jobs = [bench.merge(f"flat{len(s)}", s, METHODS[0], align) for align in ALIGNS for s in subsets]
+    results = bench.run("flat", jobs)
+    headers = [
+        "method",
+        "align",
+        *[f"RSS MiB @{n}" for n in counts],
+        "spread",
+        *[f"wall s @{n}" for n in counts],
+    ]
+    rows, notes = [], []
+    for i, align in enumerate(ALIGNS):
+        runs = results[i * len(subsets) : (i + 1) * len(subsets)]
+        rss = [r.rss for r in runs]
+        spread = None if None in rss else max(rss) / min(rss) - 1
+        rows.append(
+            [
+                METHODS[0],
+                align,
+                *[fmt_num(v, ".0f") for v in rss],
+                fmt_num(spread, ".1%"),
+                *[fmt_num(r.wall, ".2f") for r in runs],
+            ]
+        )
+        notes.append(bar(f"RSS spread (max/min - 1), align {align}", spread, 0.10, ".1%"))
+    return Table(f"flat: {'/'.join(map(str, counts))} x {spec.frame}", headers, rows, notes)
+
+
+def suite_big(bench: Bench) -> Table:
+    """Peak RSS of every method on a 12 MP stack."""
+    spec, files = bench.stack("big")
+    jobs = [bench.decode(files), *[bench.merge("big", files, m, ALIGNS[0]) for m in METHODS]]
+    results = bench.run("big", jobs)
+    table = bench.runs_table("big", spec, jobs, results)
+    default = find(jobs, results, METHODS[0], ALIGNS[0])
+    table.notes.append(bar("default merge peak RSS MiB", default.rss, GIB, ".0f"))
+    return table
+
+
+def suite_huge(bench: Bench) -> Table:
+    """Time and peak RSS of the default merge on a 100-slice 24 MP stack."""
+    spec, files = bench.stack("huge")
+    jobs = [bench.decode(files), bench.merge("huge", files, METHODS[0], ALIGNS[0])]
+    results = bench.run("huge", jobs)
+    table = bench.runs_table("huge", spec, jobs, results)
+    table.notes.append(bar("default merge peak RSS MiB", results[1].rss, 2 * GIB, ".0f"))
+    return table
+
+
+SUITES: dict[str, Callable[[Bench], Table]] = {
+    "jpeg": suite_jpeg,
+    "tiff16": suite_tiff16,
+    "flat": suite_flat,
+    "big": suite_big,
+    "huge": suite_huge,
+}
+OPT_IN = {"huge"}
 
 
 def format_table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
@@ -197,12 +483,28 @@ def format_table(headers: list[str], rows: list[list[str]], markdown: bool) -> s
         return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
     lines = [headers, ["-" * w for w in widths], *rows]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
-                     for cells in lines)
+    return "\n".join(
+        "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) for cells in lines
+    )
+
+
+def stacker_revision() -> str:
+    """Git commit of the stacker package, with '+dirty' if stacker/ has uncommitted changes."""
+    git = ["git", "-C", str(Path(stacker.__file__).resolve().parent)]
+    try:
+        rev = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", "."], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + ("+dirty" if dirty else "")
 
 
 def machine_info() -> dict[str, str]:
-    """CPU, core count and library versions of this machine."""
+    """CPU, core count, load, library versions and the stacker commit measured."""
     model = platform.processor() or "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -213,44 +515,53 @@ def machine_info() -> dict[str, str]:
     return {
         "cpu": model,
         "nproc": str(len(os.sched_getaffinity(0))),
+        "load 1 min": f"{os.getloadavg()[0]:.2f}",
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
-        "stacker": stacker.__version__,
+        "stacker": f"{stacker.__version__} ({stacker_revision()})",
     }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(
-        description="Time and measure peak memory of stacker merge vs decode-only and a "
-        "plain reference, on synthetic stacks.",
+        description="Time and measure peak memory of stacker merge against decoding and a "
+        "plain reference, on synthetic stacks, in suites (see the module docstring).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/stacker_bench"),
-                        help="cache folder for the synthetic stacks and outputs")
-    parser.add_argument("--width", type=int, default=3000, help="slice width in pixels")
-    parser.add_argument("--height", type=int, default=2000, help="slice height in pixels")
-    parser.add_argument("--slices", type=int, nargs="+", default=[20, 40],
-                        help="stack depths to measure")
-    parser.add_argument("--format", choices=["jpg", "tif"], default="jpg",
-                        help="jpg: RGB 8-bit JPEG q92; tif: uncompressed 16-bit grey TIFF")
-    parser.add_argument("--methods", nargs="+", default=["default"],
-                        help="merge methods to run; 'default' passes no --method")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="repeats per run (interleaved); best wall time is kept")
-    parser.add_argument("--markdown", type=Path, help="also write the results here")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke configuration: 600x400 with 4 and 8 slices")
+    parser.add_argument(
+        "--suite",
+        nargs="+",
+        choices=[*SUITES, "all"],
+        default=["all"],
+        help="suites to run; 'all' is every suite but the opt-in 'huge'",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("/tmp/stacker_bench"),
+        help="cache folder for the synthetic stacks and outputs",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="repeats per run (interleaved); best wall time is kept",
+    )
+    parser.add_argument("--markdown", type=Path, help="also write the tables here")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny stacks: a smoke run of the same suites"
+    )
     parser.add_argument("--run-reference", nargs="+", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.width, args.height, args.slices = 600, 400, [4, 8]
+    if "all" in args.suite:
+        args.suite = [s for s in SUITES if s not in OPT_IN or s in args.suite]
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Generate the stacks, measure every run, print (and optionally save) the tables."""
+    """Run the chosen suites, print (and optionally save) one table per suite."""
     args = parse_args(argv)
     if args.run_reference:  # internal: the reference run, inside its measured subprocess
         output, *files = args.run_reference
@@ -258,77 +569,47 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     info = machine_info()
-    print(", ".join(f"{k} {v}" for k, v in info.items()), flush=True)
-    label = f"{args.format} {args.width}x{args.height}"
-    out_dir = args.workdir / "out"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    startup = measure([sys.executable, "-m", "stacker", "--version"])
-    frame_mb = args.width * args.height * (3 if args.format == "jpg" else 2) / 2**20
-
-    results: dict[int, dict[str, Run]] = {}
-    for n in args.slices:
-        start = time.perf_counter()
-        folder = args.workdir / f"{args.format}_{args.width}x{args.height}_{n}"
-        files = [str(p) for p in make_stack(folder, n, args.width, args.height, args.format)]
-        size = sum(len(Path(f).read_bytes()) for f in files) / 2**20  # also warms cache
-        print(f"{label} x{n}: {size:.1f} MB on disk, ready in "
-              f"{time.perf_counter() - start:.1f} s", flush=True)
-        commands = run_commands(files, out_dir, args.methods)
-        runs: dict[str, list[Run]] = {name: [] for name in commands}
-        for _ in range(args.repeat):
-            for name, cmd in commands.items():
-                runs[name].append(measure(cmd))
-                print(f"  {name}: wall {fmt_num(runs[name][-1].wall, '.2f')}", flush=True)
-        results[n] = {name: best_of(r) for name, r in runs.items()}
-
-    headers = ["stack", "slices", "run", "wall s", "peak RSS MB", "x decode", "x reference",
-               "RSS MB/slice", "(RSS-startup)/frame", "decode share"]
-    rows = []
-    for n, by_run in results.items():
-        decode, ref = by_run["decode"].wall, by_run["reference"].wall
-        for name, r in by_run.items():
-            above = None if r.rss is None else (r.rss - startup.rss) / frame_mb
-            rows.append([label, str(n), name, fmt_num(r.wall, ".2f"), fmt_num(r.rss, ".0f"),
-                         fmt_num(ratio(r.wall, decode), ".2f"),
-                         fmt_num(ratio(r.wall, ref), ".2f"),
-                         fmt_num(None if r.rss is None else r.rss / n, ".1f"),
-                         fmt_num(above, ".1f"),
-                         fmt_num(ratio(decode, r.wall), ".0%")])
-    lo, hi = min(results), max(results)
-    growth_headers = ["run", f"RSS MB @{lo}", f"RSS MB @{hi}", "delta MB",
-                      "delta MB per extra slice"]
-    growth = []
-    for name in results[lo]:
-        a, b = results[lo][name].rss, results[hi][name].rss
-        delta = None if a is None or b is None else b - a
-        per = None if delta is None or hi == lo else delta / (hi - lo)
-        growth.append([name, fmt_num(a, ".0f"), fmt_num(b, ".0f"), fmt_num(delta, "+.0f"),
-                       fmt_num(per, "+.2f")])
-    notes = [
-        f"startup (python -m stacker --version): {fmt_num(startup.wall, '.2f')} s, "
-        f"{fmt_num(startup.rss, '.0f')} MB peak RSS; included in every run",
-        f"frame = one decoded slice, {frame_mb:.1f} MB; decode share = decode wall / run wall",
+    machine = ", ".join(f"{k} {v}" for k, v in info.items())
+    print(machine, flush=True)
+    bench = Bench(args.workdir, args.quick, args.repeat)
+    tables = [SUITES[name](bench) for name in args.suite]
+    common = [
+        f"startup (python -m stacker --version): {fmt_num(bench.startup.wall, '.2f')} s, "
+        f"{fmt_num(bench.startup.rss, '.0f')} MiB peak RSS; included in every run",
+        "frames above startup = (peak RSS - startup RSS) / frame; x decode, x reference = "
+        "wall time ratios; decode and reference run on one thread, merge on all cores",
     ]
+    if args.quick:
+        common.append("--quick: tiny stacks, the bars are not meaningful")
+    revision = stacker_revision()
+    if revision not in info["stacker"]:
+        common.append(f"WARNING: stacker changed during the run (now {revision})")
 
     print()
-    print(format_table(headers, rows, markdown=False))
-    print()
-    print(format_table(growth_headers, growth, markdown=False))
-    print("\n".join(notes))
+    for table in tables:
+        print(f"## {table.title}\n")
+        print(format_table(table.headers, table.rows, markdown=False))
+        print("\n".join(table.notes) + "\n")
+    print("\n".join([machine, *common]))
     if args.markdown:
         text = [
             f"# stacker speed benchmark ({time.strftime('%Y-%m-%d %H:%M')})",
             "",
             f"Command: `{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}`",
             "",
-            *[f"- {k}: {v}" for k, v in info.items()],
+            f"Machine: {machine}",
             "",
-            format_table(headers, rows, markdown=True),
-            "",
-            format_table(growth_headers, growth, markdown=True),
-            "",
-            *[f"- {note}" for note in notes],
         ]
+        for table in tables:
+            text += [
+                f"## {table.title}",
+                "",
+                format_table(table.headers, table.rows, True),
+                "",
+                *[f"- {note}" for note in table.notes],
+                "",
+            ]
+        text += [f"- {note}" for note in common]
         args.markdown.write_text("\n".join(text) + "\n")
         print(f"markdown written to {args.markdown}")
 
