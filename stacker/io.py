@@ -117,7 +117,11 @@ def _decode(path: Path, page: int | None) -> np.ndarray:
     if kind == "png":
         return imagecodecs.png_decode(data)
     if kind == "jpeg":
-        return imagecodecs.jpeg8_decode(data)
+        image = imagecodecs.jpeg8_decode(data)
+        if image.ndim == 3 and image.shape[-1] == 4:
+            # CMYK (print) JPEGs: Pillow knows their colour conversion.
+            image = iio.imread(data, plugin="pillow", mode="RGB")
+        return image
     try:
         return iio.imread(data, plugin="pillow")
     except Exception as exc:

@@ -189,7 +189,8 @@ def merge(
     reference = n // 2 if align_reference is None else align_reference
     if not 0 <= reference < n:
         raise ValueError(f"align_reference must be a slice index in 0..{n - 1}, got {reference}")
-    aligning = transforms is None and align != "none" and n > 1
+    # Registration needs some image to work with; smaller frames are taken as still.
+    aligning = transforms is None and align != "none" and n > 1 and min(stack.shape[:2]) >= 16
     passes = 2 if aligning else 1
 
     def report(done: int) -> None:
@@ -228,7 +229,8 @@ def merge(
 
     def prepare(k: int) -> tuple:
         image, gray, valid, gain = _align_slice(stack[k], matrices[k], frame, reference_gray, block)
-        noise = noise_variance(_central(gray[inner], _NOISE_SIDE))
+        piece = _central(gray[inner], _NOISE_SIDE)
+        noise = noise_variance(piece) if min(piece.shape) >= 3 else 0.0
         focus = measure_func(gray, sigma=float(sigma), overwrite=True)
         if valid is not None:
             focus[~valid] = -1  # any slice that covers the pixel wins over one that does not

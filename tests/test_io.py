@@ -222,3 +222,13 @@ def test_convert_dtype(src, dtype, expected):
     out = convert_dtype(src, dtype)
     assert out.dtype == np.dtype(dtype)
     np.testing.assert_allclose(out, expected)
+
+
+def test_cmyk_jpeg_is_read_as_rgb(tmp_path):
+    from PIL import Image
+
+    grey = np.tile(np.arange(0, 250, 10, dtype=np.uint8), (16, 1))
+    Image.fromarray(grey).convert("CMYK").save(tmp_path / "c.jpg", quality=95)
+    rgb = read_image(tmp_path / "c.jpg")
+    assert rgb.shape == (16, 25, 3)
+    assert np.abs(rgb[..., 1].astype(int) - grey).max() < 12

@@ -277,3 +277,12 @@ def test_slice_that_does_not_register(misaligned, policy):
 def test_alignment_arguments_are_checked(kwargs, match):
     with pytest.raises(ValueError, match=match):
         stacker.merge(np.zeros((3, 8, 8)), **kwargs)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("shape", [(1, 40), (2, 2), (5, 7, 3)])
+def test_tiny_frames_are_stacked(method, shape):
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 255, (4, *shape), dtype=np.uint8)
+    result = stacker.merge(stack, method=method)
+    assert result.composite.shape == shape and result.depth.shape == shape[:2]
