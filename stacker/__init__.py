@@ -1,10 +1,12 @@
 """stacker: all-in-focus composites and depth maps from focal stacks.
 
 The pipeline streams slices through one module per stage:
-:mod:`stacker.io` (read, write), :mod:`stacker.focus` (focus measure),
-:mod:`stacker.select` (sharpest slice per pixel), :mod:`stacker.composite`
-(all-in-focus image) and :mod:`stacker.depth` (depth encodings and preview),
-orchestrated by :func:`stacker.merge`.
+:mod:`stacker.io` (read, write), :mod:`stacker.align` (registration),
+:mod:`stacker.focus` (focus measure), :mod:`stacker.select` (sharpest slice,
+sub-slice depth, consistency), :mod:`stacker.composite` and
+:mod:`stacker.pyramid` (all-in-focus image) and :mod:`stacker.depth` (depth
+encodings and preview), orchestrated by :func:`stacker.merge`.
+:mod:`stacker.synthetic` renders focal stacks with known truth.
 """
 
 __version__ = "0.1.0"

@@ -14,6 +14,20 @@ def ordered_map(func: Callable, items: Iterable, threads: int) -> Iterator:
     memory stays a few slices whatever the stack's length. Decoders,
     scipy.ndimage and Pillow release the GIL, so threads run their heavy loops
     in parallel.
+
+    Parameters
+    ----------
+    func : callable
+        Applied to each item, in a worker thread.
+    items : iterable
+        The inputs.
+    threads : int
+        Worker threads; 1 or less runs in the calling thread.
+
+    Yields
+    ------
+    result
+        ``func(item)`` for each item, in order; a worker's exception is raised here.
     """
     if threads <= 1:
         yield from map(func, items)

@@ -17,12 +17,36 @@ def _blur(image: np.ndarray) -> np.ndarray:
 
 
 def downsample(image: np.ndarray) -> np.ndarray:
-    """Blur with the binomial kernel and keep every other row and column."""
+    """Blur with the binomial kernel and keep every other row and column.
+
+    Parameters
+    ----------
+    image : (M, N) or (M, N, C) ndarray of float32
+        Image to reduce.
+
+    Returns
+    -------
+    smaller : ndarray of float32
+        About ``(M / 2, N / 2[, C])``.
+    """
     return _blur(image)[::2, ::2]
 
 
 def upsample(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Interpolate a downsampled image back to `shape` (rows, cols first)."""
+    """Interpolate a downsampled image back up to `shape`.
+
+    Parameters
+    ----------
+    image : ndarray of float32
+        As returned by :func:`downsample`.
+    shape : tuple of int
+        Target shape; rows and columns first.
+
+    Returns
+    -------
+    larger : ndarray of float32
+        ``(shape[0], shape[1][, C])``.
+    """
     up = np.zeros((shape[0], shape[1], *image.shape[2:]), dtype=np.float32)
     up[::2, ::2] = image
     # Zero-insertion leaves a quarter of the samples, hence the gain of 4.
@@ -85,7 +109,20 @@ def reconstruct(pyramid: list[np.ndarray]) -> np.ndarray:
 
 
 def pyramid_levels(shape: tuple[int, ...], coarsest: int = 16) -> int:
-    """Number of levels that leaves the low-pass residual about `coarsest` pixels wide."""
+    """Number of levels that leaves the low-pass residual about `coarsest` pixels wide.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Image shape, rows and columns first.
+    coarsest : int, optional
+        Wanted size of the residual's short side.
+
+    Returns
+    -------
+    levels : int
+        At least 1.
+    """
     return max(1, int(np.log2(max(min(shape[:2]), 2) / coarsest)) + 1)
 
 
@@ -134,7 +171,20 @@ class PyramidFusion:
         self.add(self.decompose(image, focus))
 
     def decompose(self, image: np.ndarray, focus: np.ndarray) -> tuple:
-        """The per-slice half of :meth:`update`: pure, so it can run in a worker thread."""
+        """The per-slice half of :meth:`update`: pure, so it can run in a worker thread.
+
+        Parameters
+        ----------
+        image : (M, N) or (M, N, C) ndarray
+            The slice as floats.
+        focus : (M, N) ndarray
+            Its focus measure.
+
+        Returns
+        -------
+        decomposed : tuple
+            Laplacian pyramid, focus pyramid and the slice's value range, for :meth:`add`.
+        """
         image = np.asarray(image, dtype=np.float32)
         energies = [np.asarray(focus, dtype=np.float32)]
         for _ in range(self.levels - 1):
@@ -143,7 +193,13 @@ class PyramidFusion:
         return pyramid, energies, float(image.min()), float(image.max())
 
     def add(self, decomposed: tuple) -> None:
-        """The running half of :meth:`update`, taking :meth:`decompose`'s result."""
+        """The running half of :meth:`update`: fold in a decomposed slice.
+
+        Parameters
+        ----------
+        decomposed : tuple
+            As returned by :meth:`decompose`.
+        """
         pyramid, energies, low, high = decomposed
         self.low, self.high = min(self.low, low), max(self.high, high)
         if self.fused is None:
