@@ -445,14 +445,18 @@ def _has_texture(value: np.ndarray) -> np.ndarray:
 
 
 def _peak_confidence(peak: np.ndarray, total: np.ndarray, n: int, noise: float) -> np.ndarray:
-    """Depth reliability in [0, 1]: how far the focus peak rises above the noise.
+    """Depth reliability in [0, 1]: how clearly the focus curve peaks.
 
-    The excess of the peak over the mean of the other slices, in units of
-    the noise variance (the focus a textureless pixel shows), maps to 0 at
-    noise level and to 1 a few noise units above.
+    Two conditions, multiplied: the peak's excess over the mean of the other
+    slices must stand out of the sensor noise (0 at noise level, 1 a few noise
+    units above), and must be a good share of the peak itself (0 below 30 %,
+    1 above 70 %), since compressed images hide their noise from the noise
+    estimate while their flat areas still have flat focus curves.
     """
     if n < 2:
         return _has_texture(peak)
     others = (total - peak) / (n - 1)
-    snr = (peak - others) / np.float32(max(noise, 1e-12))
-    return np.clip((snr - 1) / 4, 0, 1).astype(np.float32)
+    excess = peak - others
+    snr = np.clip((excess / np.float32(max(noise, 1e-12)) - 1) / 4, 0, 1)
+    share = np.clip((excess / np.maximum(peak, 1e-12) - 0.3) / 0.4, 0, 1)
+    return (snr * share).astype(np.float32)
