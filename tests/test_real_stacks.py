@@ -48,4 +48,5 @@ def test_ground_truth_depth(k):
     depth = result.depth[20 : 20 + truth.shape[0], 20 : 20 + truth.shape[1]]
     within_one = (np.abs(depth - truth) <= 1).mean()
     print(f"stack{k}: {within_one:.3f} within one slice")
-    assert within_one > 0.9  # measured 0.93 (stack5) to 0.999 with the argmax method
+    # Measured with the default method: 0.958 (stack5) to 1.000; argmax: 0.932 to 0.999.
+    assert within_one > 0.95
