@@ -154,7 +154,7 @@ class PeakNeighbours:
         self._previous = image
 
     def release(self) -> None:
-        """Drop the reference to the last slice, which only updates need."""
+        """After the last update: drop the last slice, which only updates need."""
         self._previous = None
 
     def blend(self, weights: np.ndarray) -> np.ndarray:

@@ -147,7 +147,7 @@ class PeakTracker(ArgmaxSelector):
         return won, follows
 
     def release(self) -> None:
-        """Free the memory only updates need; the attributes stay valid."""
+        """After the last update: free what only updates need (the results stay valid)."""
         self._previous = None
 
 
