@@ -24,7 +24,7 @@ from scipy import ndimage as ndi
 
 from ._parallel import ordered_map
 from .focus import to_gray
-from .io import atomic_output
+from .io import atomic_output, round_into
 
 __all__ = [
     "block_mean",
@@ -493,11 +493,7 @@ def warp(
             (out[1], out[0]), Image.Transform.AFFINE, coeffs, resample=_RESAMPLE[order]
         )
         del src  # one padded channel at a time: large frames are several hundred MB
-        moved = np.array(moved, dtype=np.float32)
-        if image.dtype.kind in "ui":
-            info = np.iinfo(image.dtype)
-            np.clip(np.rint(moved, out=moved), info.min, info.max, out=moved)
-        result[..., ch] = moved
+        result[..., ch] = round_into(np.array(moved, dtype=np.float32), image.dtype)
     return result.reshape(*out, *image.shape[2:]), valid
 
 

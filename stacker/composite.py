@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .io import round_into
+
 __all__ = [
     "HardPick",
     "PeakNeighbours",
@@ -178,10 +180,7 @@ class PeakNeighbours:
             total = np.zeros(self.peak.shape[:2], dtype=np.float32)
             for w, img in zip(weights, images, strict=True):
                 total += w * img[pick]
-            if out.dtype.kind in "ui":
-                info = np.iinfo(out.dtype)
-                np.clip(np.rint(total, out=total), info.min, info.max, out=total)
-            out[pick] = total
+            out[pick] = round_into(total, out.dtype)
         return out
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "natural_key",
     "open_stack",
     "read_image",
+    "round_into",
     "write_image",
 ]
 
@@ -376,10 +377,36 @@ def convert_dtype(image: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
     src = image.astype(np.float32)
     if image.dtype.kind in "ui":
         src /= np.iinfo(image.dtype).max
-    if dtype.kind == "f":
-        return src.astype(dtype)
-    top = np.iinfo(dtype).max
-    return np.clip(np.rint(src * top), 0, top).astype(dtype)
+    if dtype.kind in "ui":
+        src *= np.iinfo(dtype).max
+    return round_into(src, dtype).astype(dtype)
+
+
+def round_into(values: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
+    """Round and clip float values, in place, to what an integer `dtype` can hold.
+
+    Parameters
+    ----------
+    values : ndarray of float
+        Values already in `dtype`'s units; changed in place.
+    dtype : numpy dtype
+        The type they are headed for; float types leave them as they are.
+
+    Returns
+    -------
+    values : ndarray
+        `values` itself, ready to be cast or assigned without wrapping around.
+
+    Examples
+    --------
+    >>> round_into(np.array([-3.0, 7.6, 300.0]), np.uint8)
+    array([  0.,   8., 255.])
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        np.clip(np.rint(values, out=values), info.min, info.max, out=values)
+    return values
 
 
 def _format_of(path: Path) -> str:

@@ -20,7 +20,7 @@ from .align import (
 )
 from .composite import HardPick, PeakNeighbours, neighbour_weights
 from .focus import check_measure, noise_variance, to_gray
-from .io import Stack, StackError, StackWarning, convert_dtype, open_stack
+from .io import Stack, StackError, StackWarning, convert_dtype, open_stack, round_into
 from .pyramid import PyramidFusion
 from .select import ArgmaxSelector, PeakTracker, regularize_depth, subslice_peak
 
@@ -336,11 +336,7 @@ def _align_slice(
 
 
 def _apply_gain(image: np.ndarray, gain: float) -> np.ndarray:
-    scaled = image.astype(np.float32) * np.float32(gain)
-    if image.dtype.kind in "ui":
-        info = np.iinfo(image.dtype)
-        np.clip(np.rint(scaled, out=scaled), info.min, info.max, out=scaled)
-    return scaled.astype(image.dtype)
+    return round_into(image * np.float32(gain), image.dtype).astype(image.dtype)
 
 
 class _Argmax:
