@@ -359,11 +359,10 @@ class _Argmax:
         self.pick.update(image, self.selector.update(focus))
 
     def result(self) -> tuple[np.ndarray, ...]:
-        value = self.selector.value
-        return self.pick.image, self.selector.index.astype(np.float32), value, _has_texture(value)
+        return _with_argmax_depth(self.pick.image, self.selector)
 
 
-class _Pyramid(_Argmax):
+class _Pyramid:
     """Laplacian-pyramid fusion; depth from the argmax."""
 
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype):
@@ -384,8 +383,7 @@ class _Pyramid(_Argmax):
         composite = (
             fused.astype(self.dtype) if self.dtype.kind == "f" else convert_dtype(fused, self.dtype)
         )
-        value = self.selector.value
-        return composite, self.selector.index.astype(np.float32), value, _has_texture(value)
+        return _with_argmax_depth(composite, self.selector)
 
 
 class _DepthMap:
@@ -434,6 +432,12 @@ def _central(image: np.ndarray, side: int) -> np.ndarray:
 
 
 _METHOD_STATE = {"depthmap": _DepthMap, "pyramid": _Pyramid, "argmax": _Argmax}
+
+
+def _with_argmax_depth(composite: np.ndarray, selector: ArgmaxSelector) -> tuple[np.ndarray, ...]:
+    """Composite, whole-slice depth, sharpness and a textured/flat confidence."""
+    value = selector.value
+    return composite, selector.index.astype(np.float32), value, _has_texture(value)
 
 
 def _has_texture(value: np.ndarray) -> np.ndarray:
