@@ -430,18 +430,23 @@ def warp(
     matrix: np.ndarray,
     *,
     output_shape: tuple[int, int] | None = None,
+    origin: tuple[int, int] = (0, 0),
     order: int = 3,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Resample a slice into the reference frame.
+    """Resample a slice, or the part of it a window needs, into the reference frame.
 
     Parameters
     ----------
-    image : (M, N) or (M, N, C) ndarray
-        The moving slice, any numeric dtype.
+    image : (M, N) or (M, N, C) array_like
+        The moving slice, any numeric dtype. Only the part the output window
+        maps to is read, so a memory map of a large file costs only that part.
     matrix : (3, 3) ndarray
         Maps reference (row, col, 1) to `image` (row, col, 1).
     output_shape : tuple of int, optional
-        ``(rows, cols)`` of the reference frame; default ``(M, N)``.
+        ``(rows, cols)`` of the output window; default ``(M, N)``.
+    origin : tuple of int, optional
+        Reference-frame ``(row, col)`` of the window's first pixel, so that
+        tiles of one frame can be warped one at a time.
     order : {0, 1, 3}, optional
         Interpolation: nearest, bilinear or bicubic (default: bicubic, which
         keeps fine detail that bilinear interpolation would blur, and so
@@ -456,7 +461,8 @@ def warp(
     valid : (rows, cols) ndarray of bool
         True where the source lies inside `image`.
     """
-    image = np.asarray(image)
+    if not isinstance(image, np.ndarray):
+        image = np.asarray(image)
     if image.ndim not in (2, 3) or image.dtype.kind not in "uif":
         raise ValueError(f"image must be a numeric (M, N) or (M, N, C) array, got {image.shape}")
     a = _check_matrix(matrix, "matrix")
@@ -466,6 +472,10 @@ def warp(
     out = size if output_shape is None else tuple(int(s) for s in output_shape)
     if len(out) != 2 or min(out) < 1:
         raise ValueError(f"output_shape must be (rows, cols), got {output_shape!r}")
+    if len(origin) != 2 or any(int(o) != o for o in origin):
+        raise ValueError(f"origin must be (row, col) integers, got {origin!r}")
+    a = a.copy()
+    a[:2, 2] += a[:2, :2] @ np.asarray(origin, dtype=np.float64)
     lo, hi = _footprint(a, out, size)
     valid = (np.arange(out[1]) >= lo[:, None]) & (np.arange(out[1]) <= hi[:, None])
     shift = np.rint(a[:2, 2]).astype(int)
@@ -474,13 +484,23 @@ def warp(
             return image, valid
         r = np.clip(np.arange(out[0]) + shift[0], 0, size[0] - 1)
         c = np.clip(np.arange(out[1]) + shift[1], 0, size[1] - 1)
+        if r[-1] - r[0] == out[0] - 1 and c[-1] - c[0] == out[1] - 1:
+            return np.asarray(image[r[0] : r[-1] + 1, c[0] : c[-1] + 1]), valid
         return image[r[:, None], c], valid
-    # Pad by repeating edges as far as the output reaches outside the image,
-    # so the resampler never sees its black surround.
     corners = a[:2, :2] @ np.array([[0, 0, out[0] - 1, out[0] - 1], [0, out[1] - 1, 0, out[1] - 1]])
     corners += a[:2, 2:]
+    # Read only the source the window samples: the bicubic kernel reaches two
+    # pixels beyond each sample.
+    start = np.clip(np.floor(corners.min(axis=1)).astype(int) - 2, 0, np.array(size) - 1)
+    stop = np.clip(np.ceil(corners.max(axis=1)).astype(int) + 3, start + 1, np.array(size))
+    image = np.asarray(image[start[0] : stop[0], start[1] : stop[1]])
+    a[:2, 2] -= start
+    corners -= start[:, None]
+    limit, size = max(*size, *out), image.shape[:2]
+    # Pad by repeating edges as far as the output reaches outside the image,
+    # so the resampler never sees its black surround.
     reach = max(0.0, -corners.min(), *(corners.max(axis=1) - (np.array(size) - 1)))
-    pad = min(int(np.ceil(reach)) + 3, max(size))
+    pad = min(int(np.ceil(reach)) + 3, limit)
     # Pillow works in (x=col, y=row) with pixel centres at +0.5.
     m = a[:2, :2][::-1, ::-1]
     t = a[:2, 2][::-1] + pad + 0.5 - m @ np.array([0.5, 0.5])

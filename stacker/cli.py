@@ -143,6 +143,14 @@ def merge(
     transforms: Annotated[
         Path | None, typer.Option(help="Apply transforms from a JSON file instead of aligning.")
     ] = None,
+    tile: Annotated[
+        int | None,
+        typer.Option(
+            help="Stack in square tiles of this many pixels, one at a time, for frames too "
+            "large for memory (default: only when the frame needs it).",
+            min=16,
+        ),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(help="Worker threads (default: all cores).", min=1)
     ] = None,
@@ -181,6 +189,7 @@ def merge(
         crop=crop,
         brightness=brightness,
         on_align_fail=on_align_fail.value,
+        tile_size=tile,
         threads=threads,
         progress=_progress(quiet, "stacking"),
     )

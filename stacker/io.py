@@ -212,6 +212,26 @@ def _frames(path: Path) -> list[Frame]:
     return [Frame(path)] if n == 1 else [Frame(path, i) for i in range(n)]
 
 
+def _memory_map(frame: Frame) -> np.ndarray | None:
+    """The frame's pixels as a read-only memory map, or None if the file does not allow it.
+
+    Float images are left to :func:`read_image`, which checks them for NaN.
+    """
+    if _sniff(frame.path) != "tiff":
+        return None
+    try:
+        with tifffile.TiffFile(frame.path) as tif:
+            page = tif.pages[frame.page or 0]
+            if not page.is_memmappable or page.dtype.kind not in "ui" or not page.dtype.isnative:
+                return None
+            planar = page.axes.startswith("S") and len(page.shape) == 3
+        image = tifffile.memmap(frame.path, page=frame.page or 0, mode="r")
+    except Exception:  # the full decoder gives the user the real reason
+        return None
+    image = np.moveaxis(image, 0, -1) if planar else image
+    return _drop_alpha(image, frame.path.name)
+
+
 class Stack:
     """A focal stack that yields one slice at a time.
 
@@ -250,7 +270,30 @@ class Stack:
         if self._array is not None:
             return self._array[index]
         frame = self._frames[index]
-        image = read_image(frame.path, page=frame.page)
+        return self._checked(frame, read_image(frame.path, page=frame.page))
+
+    def window(self, index: int) -> np.ndarray:
+        """Slice `index` for reading in parts, e.g. one tile at a time.
+
+        Parameters
+        ----------
+        index : int
+            Slice index.
+
+        Returns
+        -------
+        image : (M, N) or (M, N, 3) ndarray
+            A read-only memory map where the file stores the slice uncompressed
+            (integer TIFF), so a part costs only its own bytes; otherwise the
+            decoded slice, as ``stack[index]``.
+        """
+        if self._array is not None:
+            return self._array[index]
+        frame = self._frames[index]
+        mapped = _memory_map(frame)
+        return self[index] if mapped is None else self._checked(frame, mapped)
+
+    def _checked(self, frame: Frame, image: np.ndarray) -> np.ndarray:
         if image.shape != self.shape:
             raise StackError(
                 f"{frame.name}: shape {image.shape} differs from the first slice's "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -19,10 +21,11 @@ from .align import (
     warp,
 )
 from .composite import HardPick, PeakNeighbours, neighbour_weights
-from .focus import check_measure, noise_variance, to_gray
+from .focus import check_measure, focus_radius, noise_variance, to_gray
 from .io import Stack, StackError, StackWarning, convert_dtype, open_stack, round_into
-from .pyramid import PyramidFusion
+from .pyramid import PyramidFusion, pyramid_levels
 from .select import ArgmaxSelector, PeakTracker, regularize_depth, subslice_peak
+from .tiles import Tile, available_memory, choose_tile_side, tile_grid
 
 __all__ = ["ALIGN_FAIL", "METHODS", "MergeResult", "merge"]
 
@@ -63,6 +66,8 @@ class MergeResult:
         Rows and columns of the reference frame the outputs cover.
     dropped : list of str
         Slices left out because they did not register.
+    tiles : int
+        Number of tiles the frame was stacked in (1: all at once).
     """
 
     composite: np.ndarray
@@ -75,6 +80,7 @@ class MergeResult:
     gains: list[float] = field(default_factory=list)
     crop: tuple[slice, slice] = (slice(None), slice(None))
     dropped: list[str] = field(default_factory=list)
+    tiles: int = 1
 
 
 def merge(
@@ -90,6 +96,7 @@ def merge(
     crop: bool = True,
     brightness: bool = True,
     on_align_fail: str = "keep",
+    tile_size: int | None = None,
     threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> MergeResult:
@@ -137,12 +144,20 @@ def merge(
         What to do with a slice that does not register: stack it with its
         neighbour's transform, leave it out, or stop with a ``StackError``.
         Each failure is a :class:`StackWarning` naming the slice.
+    tile_size : int, optional
+        Stack the frame in square tiles of this many pixels a side, one at a
+        time, each reading the overlap its filters need, so that the result
+        equals the untiled one (to rounding) while the running state is one
+        tile's. Default: the whole frame at once when its state fits in half
+        of the available memory, else the largest tiles that do. Tiles read
+        every slice once per tile (uncompressed TIFFs only the tile's part);
+        the pyramid method then uses at most 6 levels.
     threads : int, optional
         Worker threads that decode, warp and measure upcoming slices while the
         running result takes the current one (default: all cores).
     progress : callable, optional
         Called as ``progress(done, total)`` after each slice of each pass
-        (two passes when aligning).
+        (one more when aligning, one more and one per tile when tiling).
 
     Returns
     -------
@@ -155,7 +170,7 @@ def merge(
         If the inputs cannot be read or do not form a consistent stack.
     ValueError
         If `method`, `measure`, `sigma`, `align`, `align_reference`,
-        `transforms` or `on_align_fail` is not valid.
+        `transforms`, `on_align_fail`, `tile_size` or `threads` is not valid.
 
     Examples
     --------
@@ -178,6 +193,8 @@ def merge(
     threads = (os.cpu_count() or 1) if threads is None else threads
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive int, got {threads!r}")
+    if tile_size is not None and (not isinstance(tile_size, int) or tile_size < 16):
+        raise ValueError(f"tile_size must be an int of at least 16 pixels, got {tile_size!r}")
     stack = open_stack(inputs, order=order)
     n = len(stack)
     if n == 1:
@@ -192,10 +209,24 @@ def merge(
     # Registration needs some image to work with; smaller frames are taken as still.
     aligning = transforms is None and align != "none" and n > 1 and min(stack.shape[:2]) >= 16
     passes = 2 if aligning else 1
+    state_class = _METHOD_STATE[method]
+    side = tile_size
+    if side is None:
+        budget = available_memory()
+        side = choose_tile_side(
+            stack.shape,
+            state_class.bytes_per_pixel(stack.shape, stack.dtype, threads),
+            focus_radius(sigma),
+            None if budget is None else budget // 2,
+        )
+    if side is not None and side >= max(stack.shape[:2]):
+        side = None
+    # Until the crop is known, the whole frame's tiles stand in for the cropped one's.
+    total = _work(n, n, passes, len(tile_grid(stack.shape, side, 0)))
 
     def report(done: int) -> None:
         if progress is not None:
-            progress(done, passes * n)
+            progress(done, total)
 
     if transforms is not None:
         matrices = _check_transforms(transforms, n)
@@ -218,40 +249,59 @@ def merge(
     inner = tuple(
         slice(w.start - f.start, w.stop - f.start) for w, f in zip(window, frame, strict=True)
     )
+    levels = pyramid_levels(out_shape)
     # Gains are estimated on heavily low-passed images: block means of about
     # 256 px across are plenty, and keep the reference from costing a frame.
     block = max(1, int(np.ceil(max(out_shape) / 256)))
-    reference_gray = None
+    if side is not None and side < max(out_shape):
+        levels = min(levels, _TILED_LEVELS)
+        # Pyramid tiles must start on the coarsest level's grid, gain tiles on the block grid.
+        grid = 2**levels if method == "pyramid" else 1
+        margin = -(-(focus_radius(sigma) + state_class.reach(levels)) // grid) * grid
+        tiles = tile_grid(out_shape, side, margin, math.lcm(block, grid))
+    else:
+        tiles = tile_grid(out_shape, None, 0)
+    ctx = _Context(stack, matrices, frame, block, _noise_window(inner), measure_func, sigma)
+    total = _work(n, len(keep), passes, len(tiles))
+
+    reference_small = None
     if brightness and n > 1:
-        reference_gray = block_mean(to_gray(stack[reference])[frame], block)
-
-    state = _METHOD_STATE[method]((*out_shape, *stack.shape[2:]), stack.dtype)
-
-    def prepare(k: int) -> tuple:
-        image, gray, valid, gain = _align_slice(stack[k], matrices[k], frame, reference_gray, block)
-        piece = _central(gray[inner], _NOISE_SIDE)
-        noise = noise_variance(piece) if min(piece.shape) >= 3 else 0.0
-        focus = measure_func(gray, sigma=float(sigma), overwrite=True)
-        if valid is not None:
-            focus[~valid] = -1  # any slice that covers the pixel wins over one that does not
-        return valid, gain, state.prepare(image, focus, noise)
-
-    # Slices that cover only part of the frame, counted per pixel.
-    covered = None
-    partial = 0
-    gains = [1.0] * n
-    for done, (k, (valid, gain, prepared)) in enumerate(
-        zip(keep, ordered_map(prepare, keep, threads), strict=True), start=1
-    ):
-        gains[k] = gain
-        if valid is not None:
-            covered = valid.astype(np.uint16) if covered is None else covered + valid
-            partial += 1
-        state.update(prepared)
-        report((passes - 1) * n + done)
-    composite, depth, sharpness, confidence = state.result()
-    if covered is not None:
-        confidence[covered < partial] = 0
+        reference_small = ctx.block_means(reference, np.eye(3), tiles)[0]
+    surveys: dict[int, _Survey] = {}
+    steps = itertools.count(1)
+    if len(tiles) > 1:
+        # Tiles need each slice's gain, noise and value range before the first
+        # tile is stacked: a light pass over the slices finds them.
+        jobs = ordered_map(lambda k: ctx.survey(k, tiles, reference_small), keep, threads)
+        for k, survey in zip(keep, jobs, strict=True):
+            surveys[k] = survey
+            report((passes - 1) * n + next(steps))
+    outputs = None
+    for tile in tiles:
+        state = state_class((*tile.shape, *stack.shape[2:]), stack.dtype, levels=levels)
+        results = _stack_tile(
+            ctx,
+            state,
+            tile,
+            keep,
+            surveys,
+            reference_small,
+            threads,
+            lambda: report((passes - 1) * n + next(steps)),
+        )
+        del state
+        if len(tiles) == 1:
+            outputs = results
+        else:
+            if outputs is None:
+                outputs = [np.empty((*out_shape, *r.shape[2:]), r.dtype) for r in results]
+            for out, r in zip(outputs, results, strict=True):
+                out[tile.core] = r[tile.inner]
+        del results
+    composite, depth, sharpness, confidence = outputs
+    if state_class.regularize:
+        depth = regularize_depth(depth, confidence)
+        np.clip(depth, 0, len(keep) - 1, out=depth)
     identity = np.eye(3)
     return MergeResult(
         composite=composite,
@@ -261,10 +311,55 @@ def merge(
         n_slices=len(keep),
         names=[stack.names[k] for k in keep],
         transforms=[identity if m is None else m for m in matrices],
-        gains=gains,
+        gains=[surveys[k].gain if k in surveys else 1.0 for k in range(n)],
         crop=frame,
         dropped=[stack.names[k] for k in range(n) if matrices[k] is None],
+        tiles=len(tiles),
     )
+
+
+def _stack_tile(
+    ctx: _Context,
+    state,
+    tile: Tile,
+    keep: list[int],
+    surveys: dict,
+    reference_small: np.ndarray | None,
+    threads: int,
+    tick: Callable[[], None],
+) -> list[np.ndarray]:
+    """Stream the kept slices through one tile's state; its composite, depth, sharpness, confidence.
+
+    Slices missing from `surveys` (a run in one tile) are surveyed on the way and added.
+    """
+    known = dict(surveys)
+
+    def prepare(k: int) -> tuple:
+        image, focus, valid, survey = ctx.prepare(k, tile, known.get(k), reference_small)
+        return valid, survey, state.prepare(image, focus)
+
+    # Slices that cover only part of the tile, counted per pixel.
+    covered = None
+    partial = 0
+    for k, (valid, survey, prepared) in zip(keep, ordered_map(prepare, keep, threads), strict=True):
+        surveys[k] = survey
+        if valid is not None:
+            covered = valid.astype(np.uint16) if covered is None else covered + valid
+            partial += 1
+        state.update(prepared)
+        tick()
+    noise = min((surveys[k].noise for k in keep), default=0.0)
+    # A lone tile's pyramid has seen the whole stack's range itself.
+    value_range = _value_range([known[k] for k in keep], ctx.stack.dtype) if known else None
+    results = state.result(noise, value_range)
+    if covered is not None:
+        results[3][covered < partial] = 0
+    return results
+
+
+def _work(n: int, kept: int, passes: int, tiles: int) -> int:
+    """Slices to process: the alignment pass, the survey when tiling, each tile's pass."""
+    return (passes - 1) * n + (kept if tiles > 1 else 0) + tiles * kept
 
 
 def _check_transforms(transforms: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
@@ -304,39 +399,146 @@ def _handle_failures(
     return out
 
 
-def _align_slice(
-    image: np.ndarray,
-    matrix: np.ndarray,
-    frame: tuple[slice, slice],
-    reference_gray: np.ndarray | None,
-    block: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
-    """Warp one slice into the output frame and correct its brightness.
+@dataclass(frozen=True)
+class _Survey:
+    """What a slice contributes beyond its pixels, found before or while stacking it."""
 
-    `reference_gray` is the reference slice's grey, block-averaged by `block`.
-    Returns the slice, its grey version, where it has data (None if
-    everywhere) and the gain.
-    """
-    shift = np.eye(3)
-    shift[:2, 2] = frame[0].start, frame[1].start
-    shape = (frame[0].stop - frame[0].start, frame[1].stop - frame[1].start)
-    image, valid = warp(image, matrix @ shift, output_shape=shape)
-    gray = to_gray(image)
-    gain = 1.0
-    if reference_gray is not None:
-        small_valid = block_mean(valid, block) == 1
-        gain = estimate_gain(reference_gray, block_mean(gray, block), small_valid)
-        # Gains this close to 1 are estimation noise; rescaling would only round.
-        if abs(gain - 1) > 1e-3:
-            image = _apply_gain(image, gain)
+    gain: float
+    noise: float
+    offset: float  # of its grey image, for the focus measure: the same in every tile
+    low: float = np.inf  # value range after the gain (tiled runs only)
+    high: float = -np.inf
+
+
+@dataclass(frozen=True)
+class _Context:
+    """How slices are read, warped and measured; shared by the survey and the stacking pass."""
+
+    stack: Stack
+    matrices: list
+    frame: tuple[slice, slice]
+    block: int
+    noise_window: tuple[slice, slice]
+    measure: Callable
+    sigma: float
+
+    def warped(self, k: int, matrix: np.ndarray, part: tuple[slice, slice], source=None):
+        """Slice `k` warped into `part` of the output frame, and where it has data."""
+        source = self.stack.window(k) if source is None else source
+        origin = (self.frame[0].start + part[0].start, self.frame[1].start + part[1].start)
+        shape = (part[0].stop - part[0].start, part[1].stop - part[1].start)
+        return warp(source, matrix, output_shape=shape, origin=origin)
+
+    def block_means(self, k: int, matrix: np.ndarray, tiles: list[Tile]) -> tuple:
+        """Block-averaged grey, where every pixel of a block has data, and the value range.
+
+        Read a tile at a time; tile cores start on the block grid, so the
+        result is the block mean of the whole warped slice.
+        """
+        source = self.stack.window(k)
+        rows, cols = (s.stop - s.start for s in self.frame)
+        small = np.empty((rows // self.block, cols // self.block), np.float32)
+        small_valid = np.empty(small.shape, bool)
+        low, high = np.inf, -np.inf
+        for tile in tiles:
+            image, valid = self.warped(k, matrix, tile.core, source)
+            means = block_mean(to_gray(image), self.block)
+            part = tuple(
+                slice(c.start // self.block, c.start // self.block + m)
+                for c, m in zip(tile.core, means.shape, strict=True)
+            )
+            small[part] = means
+            small_valid[part] = block_mean(valid, self.block) == 1
+            low, high = min(low, image.min()), max(high, image.max())
+        return small, small_valid, low, high
+
+    def survey(self, k: int, tiles: list[Tile], reference_small: np.ndarray | None) -> _Survey:
+        """Gain, noise and value range of slice `k`, reading it a tile at a time."""
+        small, small_valid, low, high = self.block_means(k, self.matrices[k], tiles)
+        gain = _gain(reference_small, small, small_valid)
+        image, _ = self.warped(k, self.matrices[k], self.noise_window)
+        gray = to_gray(image)
+        if gain != 1.0:
             gray *= np.float32(gain)
+            low, high = _apply_gain(np.array([low, high], image.dtype), gain)
+        return _Survey(gain, _noise(gray), _offset(small), float(low), float(high))
+
+    def prepare(
+        self, k: int, tile: Tile, survey: _Survey | None, reference_small: np.ndarray | None
+    ) -> tuple:
+        """Slice `k` warped into `tile`, corrected and measured: image, focus, coverage.
+
+        Without a `survey` (the whole frame in one tile), the slice's gain and
+        noise are found on the way. Returns the image, its focus measure, where
+        it has data (None if everywhere) and the survey.
+        """
+        image, valid = self.warped(k, self.matrices[k], tile.padded)
+        gray = to_gray(image)
+        if survey is None:
+            small = block_mean(gray, self.block)
+            gain = _gain(reference_small, small, block_mean(valid, self.block) == 1)
+            image, gray = _corrected(image, gray, gain)
+            survey = _Survey(gain, _noise(gray[self.noise_window]), _offset(small))
         else:
-            gain = 1.0
-    return image, gray, (None if valid.all() else valid), gain
+            image, gray = _corrected(image, gray, survey.gain)
+        offset = survey.offset * survey.gain
+        focus = self.measure(gray, sigma=self.sigma, overwrite=True, offset=offset)
+        if valid.all():
+            return image, focus, None, survey
+        focus[~valid] = -1  # any slice that covers the pixel wins over one that does not
+        return image, focus, valid, survey
+
+
+def _gain(reference: np.ndarray | None, small: np.ndarray, valid: np.ndarray) -> float:
+    if reference is None:
+        return 1.0
+    gain = estimate_gain(reference, small, valid)
+    # Gains this close to 1 are estimation noise; rescaling would only round.
+    return gain if abs(gain - 1) > 1e-3 else 1.0
+
+
+def _corrected(image: np.ndarray, gray: np.ndarray, gain: float) -> tuple[np.ndarray, np.ndarray]:
+    if gain != 1.0:
+        image = _apply_gain(image, gain)
+        gray *= np.float32(gain)
+    return image, gray
 
 
 def _apply_gain(image: np.ndarray, gain: float) -> np.ndarray:
     return round_into(image * np.float32(gain), image.dtype).astype(image.dtype)
+
+
+def _offset(small: np.ndarray) -> float:
+    return float(small.mean(dtype=np.float64)) if small.size else 0.0
+
+
+def _noise(gray: np.ndarray) -> float:
+    return noise_variance(gray) if min(gray.shape) >= 3 else 0.0
+
+
+# Only the part every slice covers has real pixels (and noise) in it; a central
+# piece of it this wide is plenty for a stationary noise level.
+_NOISE_SIDE = 1024
+
+
+def _noise_window(inner: tuple[slice, slice]) -> tuple[slice, slice]:
+    """The central piece of `inner`, at most _NOISE_SIDE square, where noise is measured."""
+    starts = [s.start + max(0, (s.stop - s.start - _NOISE_SIDE) // 2) for s in inner]
+    return tuple(slice(a, min(s.stop, a + _NOISE_SIDE)) for a, s in zip(starts, inner, strict=True))
+
+
+def _value_range(surveys: list[_Survey], dtype: np.dtype) -> tuple[float, float] | None:
+    """The stack's value range as the pyramid sees it (floats, integers scaled to [0, 1])."""
+    low, high = min(s.low for s in surveys), max(s.high for s in surveys)
+    if not np.isfinite([low, high]).all():
+        return None
+    scaled = convert_dtype(np.array([low, high], dtype), "float32")
+    return float(scaled[0]), float(scaled[1])
+
+
+# Pyramid levels when tiling: the residual at 1/64 scale is plenty for fusion, and
+# keeps the overlap a tile needs (a few pixels per pixel of that scale) bounded.
+_TILED_LEVELS = 6
 
 
 class _Argmax:
@@ -344,33 +546,63 @@ class _Argmax:
 
     Each method's state has a ``prepare`` step, run in worker threads on one
     slice at a time, and an ``update`` step, run in stack order, that folds
-    the prepared slice into the running result.
+    the prepared slice into the running result. ``reach`` is the overlap its
+    tiles need beyond the focus window, ``bytes_per_pixel`` its memory per
+    pixel of a tile, and ``regularize`` whether the depth map is regularised
+    over the whole frame once the tiles are done.
     """
 
-    def __init__(self, shape: tuple[int, ...], dtype: np.dtype):
+    regularize = False
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0):
         self.selector = ArgmaxSelector(shape[:2])
         self.pick = HardPick(shape, dtype)
 
-    def prepare(self, image: np.ndarray, focus: np.ndarray, noise: float) -> tuple:
+    @staticmethod
+    def reach(levels: int) -> int:
+        return 0
+
+    @staticmethod
+    def bytes_per_pixel(shape: tuple[int, ...], dtype: np.dtype, threads: int) -> float:
+        # index, value, focus per slice in flight; pick and slices in flight
+        return 4 * (2 + 2 * threads) + _pixel_bytes(shape, dtype) * (2 + 2 * threads)
+
+    def prepare(self, image: np.ndarray, focus: np.ndarray) -> tuple:
         return image, focus
 
     def update(self, prepared: tuple) -> None:
         image, focus = prepared
         self.pick.update(image, self.selector.update(focus))
 
-    def result(self) -> tuple[np.ndarray, ...]:
+    def result(self, noise: float, value_range: tuple[float, float] | None) -> list[np.ndarray]:
         return _with_argmax_depth(self.pick.image, self.selector)
 
 
 class _Pyramid:
     """Laplacian-pyramid fusion; depth from the argmax."""
 
-    def __init__(self, shape: tuple[int, ...], dtype: np.dtype):
+    regularize = False
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0):
         self.selector = ArgmaxSelector(shape[:2])
-        self.fusion = PyramidFusion(shape)
+        self.fusion = PyramidFusion(shape, levels or None)
         self.dtype = dtype
 
-    def prepare(self, image: np.ndarray, focus: np.ndarray, noise: float) -> tuple:
+    @staticmethod
+    def reach(levels: int) -> int:
+        # Analysis, selection by the reduced focus and synthesis each reach a
+        # kernel radius (2 px) of every level. Two pixels of the coarsest level
+        # gave tiles equal to the whole frame to the bit; four leave room.
+        return 4 * 2**levels
+
+    @staticmethod
+    def bytes_per_pixel(shape: tuple[int, ...], dtype: np.dtype, threads: int) -> float:
+        channels = shape[2] if len(shape) == 3 else 1
+        # Fused and in-flight pyramids (4/3 of a frame each) of float32 channels and
+        # energies, with the temporaries of building one.
+        return (4 * channels + 4) * 4 / 3 * (2 + threads) + 8 * 4 * channels
+
+    def prepare(self, image: np.ndarray, focus: np.ndarray) -> tuple:
         return focus, self.fusion.decompose(convert_dtype(image, "float32"), focus)
 
     def update(self, prepared: tuple) -> None:
@@ -378,8 +610,9 @@ class _Pyramid:
         self.selector.update(focus)
         self.fusion.add(decomposed)
 
-    def result(self) -> tuple[np.ndarray, ...]:
-        fused = self.fusion.result()
+    def result(self, noise: float, value_range: tuple[float, float] | None) -> list[np.ndarray]:
+        fused = self.fusion.result(value_range)
+        del self.fusion
         composite = (
             fused.astype(self.dtype) if self.dtype.kind == "f" else convert_dtype(fused, self.dtype)
         )
@@ -389,55 +622,56 @@ class _Pyramid:
 class _DepthMap:
     """Sub-slice depth, regularised; composite blended around the focus peak."""
 
-    def __init__(self, shape: tuple[int, ...], dtype: np.dtype):
+    regularize = True
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0):
         self.tracker = PeakTracker(shape[:2])
         self.keep = PeakNeighbours(shape, dtype)
-        self.noise = np.inf
 
-    def prepare(self, image: np.ndarray, focus: np.ndarray, noise: float) -> tuple:
-        return image, focus, noise
+    @staticmethod
+    def reach(levels: int) -> int:
+        return 0
+
+    @staticmethod
+    def bytes_per_pixel(shape: tuple[int, ...], dtype: np.dtype, threads: int) -> float:
+        # Tracker frames and the finishing steps' temporaries, float32; three kept
+        # slices and the previous one, plus the slices in flight.
+        return 4 * (10 + 2 * threads) + _pixel_bytes(shape, dtype) * (4 + 2 * threads)
+
+    def prepare(self, image: np.ndarray, focus: np.ndarray) -> tuple:
+        return image, focus
 
     def update(self, prepared: tuple) -> None:
-        image, focus, noise = prepared
-        # The most defocused slice gives the least texture-biased noise estimate.
-        self.noise = min(self.noise, noise)
+        image, focus = prepared
         self.keep.update(image, *self.tracker.update(focus))
 
-    def result(self) -> tuple[np.ndarray, ...]:
+    def result(self, noise: float, value_range: tuple[float, float] | None) -> list[np.ndarray]:
         # Each step lets go of the frames it no longer needs: on large images
         # the finishing steps, not the stream, set the peak memory.
         t, keep = self.tracker, self.keep
         t.release()
         keep.release()
-        composite = keep.blend(neighbour_weights(t.before, t.value, t.after, self.noise))
+        composite = keep.blend(neighbour_weights(t.before, t.value, t.after, noise))
         del self.keep, keep
         offset = subslice_peak(t.before, t.value, t.after)[0]
         t.before = t.after = None
-        confidence = _peak_confidence(t.value, t.total, t.count, self.noise)
+        confidence = _peak_confidence(t.value, t.total, t.count, noise)
         t.total = None
         offset += t.index
-        depth = regularize_depth(offset, confidence)
-        np.clip(depth, 0, t.count - 1, out=depth)
-        return composite, depth, t.value, confidence
+        return [composite, offset, t.value, confidence]
 
 
-# Only the part every slice covers has real pixels (and noise) in it; a central
-# piece of it this wide is plenty for a stationary noise level.
-_NOISE_SIDE = 1024
-
-
-def _central(image: np.ndarray, side: int) -> np.ndarray:
-    rows, cols = (max(0, (n - side) // 2) for n in image.shape[:2])
-    return image[rows : rows + side, cols : cols + side]
+def _pixel_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    return (shape[2] if len(shape) == 3 else 1) * np.dtype(dtype).itemsize
 
 
 _METHOD_STATE = {"depthmap": _DepthMap, "pyramid": _Pyramid, "argmax": _Argmax}
 
 
-def _with_argmax_depth(composite: np.ndarray, selector: ArgmaxSelector) -> tuple[np.ndarray, ...]:
+def _with_argmax_depth(composite: np.ndarray, selector: ArgmaxSelector) -> list[np.ndarray]:
     """Composite, whole-slice depth, sharpness and a textured/flat confidence."""
     value = selector.value
-    return composite, selector.index.astype(np.float32), value, _has_texture(value)
+    return [composite, selector.index.astype(np.float32), value, _has_texture(value)]
 
 
 def _has_texture(value: np.ndarray) -> np.ndarray:

@@ -49,8 +49,10 @@ def upsample(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """
     up = np.zeros((shape[0], shape[1], *image.shape[2:]), dtype=np.float32)
     up[::2, ::2] = image
+    up = _blur(up)
     # Zero-insertion leaves a quarter of the samples, hence the gain of 4.
-    return _blur(up) * 4
+    up *= 4
+    return up
 
 
 def laplacian_pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
@@ -214,9 +216,21 @@ class PyramidFusion:
             self.fused[-1] += pyramid[-1]
         self.count += 1
 
-    def result(self) -> np.ndarray:
-        """The fused image, clipped to the range of the input slices (float32)."""
+    def result(self, value_range: tuple[float, float] | None = None) -> np.ndarray:
+        """The fused image, clipped to the range of the input slices.
+
+        Parameters
+        ----------
+        value_range : tuple of float, optional
+            ``(low, high)`` to clip to instead of the range of the slices
+            fused here (tiles of one frame share the whole stack's range).
+
+        Returns
+        -------
+        fused : ndarray of float32
+        """
         if self.fused is None:
             raise ValueError("no slices were fused")
+        low, high = (self.low, self.high) if value_range is None else value_range
         pyramid = [*self.fused[:-1], self.fused[-1] / self.count]
-        return np.clip(reconstruct(pyramid), self.low, self.high)
+        return np.clip(reconstruct(pyramid), low, high)

@@ -263,12 +263,18 @@ def regularize_depth(
     c = np.clip(np.asarray(confidence, np.float32), 0, 1)
     if depth.shape != c.shape or depth.ndim != 2:
         raise ValueError(f"depth and confidence must be equal 2-D shapes: {depth.shape}, {c.shape}")
-    c = np.where(np.abs(depth - _median_reference(depth)) > 1, 0, c)
+    # Full-frame steps work in place: on large frames they set the peak memory.
+    far = np.subtract(depth, _median_reference(depth))
+    c[np.abs(far, out=far) > 1] = 0
+    del far
     filled = _fill(depth, c, levels)
+    del c
     smooth = ndimage.gaussian_filter(filled, sigma, mode="nearest")
     # Where smoothing would move depth by half a slice or more, a depth step is
     # near: keep it sharp.
-    return np.where(np.abs(smooth - filled) < 0.5, smooth, filled).astype(np.float32)
+    change = np.subtract(smooth, filled)
+    np.copyto(filled, smooth, where=np.abs(change, out=change) < 0.5)
+    return filled
 
 
 def _median_reference(depth: np.ndarray) -> np.ndarray:
@@ -296,12 +302,18 @@ def _fill(depth: np.ndarray, c: np.ndarray, levels: int) -> np.ndarray:
         weights.append(downsample(weights[-1]))
         values.append(downsample(values[-1]))
     estimate = values[-1].sum() / max(weights[-1].sum(), 1e-12) + np.zeros_like(values[-1])
-    for w, v in zip(weights[::-1], values[::-1], strict=True):
+    values[0] = None  # full resolution uses `depth` itself (v / w there)
+    for w, v in zip(weights[:0:-1], values[:0:-1], strict=True):
         coarse = upsample(estimate, w.shape) if estimate.shape != w.shape else estimate
-        # Support saturates at 1 at full resolution (the pixel's own confidence)
-        # and at 20 % confident neighbours on the coarser levels.
-        alpha = np.clip(w / (1.0 if w is c else 0.2), 0, 1)
+        # Support saturates at 20 % confident neighbours on the coarser levels.
+        alpha = np.clip(w / 0.2, 0, 1)
         with np.errstate(invalid="ignore", divide="ignore"):
             own = np.where(w > 1e-6, v / w, coarse)
         estimate = alpha * own + (1 - alpha) * coarse
-    return estimate
+    # At full resolution a pixel keeps its own depth in proportion to its
+    # confidence: coarse + c * (depth - coarse), in place.
+    filled = upsample(estimate, c.shape) if estimate.shape != c.shape else estimate
+    step = np.subtract(depth, filled)
+    step *= c
+    filled += step
+    return filled
