@@ -115,7 +115,9 @@ SPECS = {
     "flat": (StackSpec("jpg", 3000, 2000, 80), StackSpec("jpg", 600, 400, 8)),
     "big": (StackSpec("jpg", 4000, 3000, 20), StackSpec("jpg", 800, 600, 3)),
     "huge": (StackSpec("jpg", 6000, 4000, 100), StackSpec("jpg", 1200, 800, 10)),
+    "tiled": (StackSpec("tif", 8000, 6000, 10), StackSpec("tif", 1200, 900, 4)),
 }
+TILE = 2048  # --tile of the tiled suite
 
 
 @dataclass
@@ -310,12 +312,14 @@ class Bench:
             "reference", (*ONE_THREAD, sys.executable, script, "--run-reference", out, *files)
         )
 
-    def merge(self, suite: str, files: list[str], method: str, align: str) -> Job:
-        """A ``python -m stacker merge`` job."""
-        out = str(self.out_dir / f"{suite}_{method}_{align}.tif")
-        options = ("--quiet", "--method", method, "--align", align)
+    def merge(
+        self, suite: str, files: list[str], method: str, align: str, extra: tuple[str, ...] = ()
+    ) -> Job:
+        """A ``python -m stacker merge`` job, with `extra` options."""
+        out = str(self.out_dir / f"{suite}_{method}_{align}{'_'.join(('', *extra))}.tif")
+        options = ("--quiet", "--method", method, "--align", align, *extra)
         argv = (sys.executable, "-m", "stacker", "merge", *files, "-o", out, *options)
-        return Job("merge", argv, method, align)
+        return Job(" ".join(("merge", *extra)), argv, method, align)
 
     def run(self, suite: str, jobs: list[Job]) -> list[Run]:
         """Measure every job `repeat` times, interleaved; return the best of each."""
@@ -466,14 +470,31 @@ def suite_huge(bench: Bench) -> Table:
     return table
 
 
+def suite_tiled(bench: Bench) -> Table:
+    """Whole-frame against tiled stacking of a 48 MP uncompressed stack, and their difference."""
+    spec, files = bench.stack("tiled")
+    tile = ("--tile", str(TILE if not bench.quick else 256))
+    jobs = [bench.decode(files)]
+    for method in ("depthmap", "argmax"):
+        jobs += [bench.merge("tiled", files, method, "none", extra) for extra in ((), tile)]
+    results = bench.run("tiled", jobs)
+    table = bench.runs_table("tiled", spec, jobs, results)
+    for whole, tiled in zip(jobs[1::2], jobs[2::2], strict=True):
+        a, b = (tifffile.imread(job.argv[job.argv.index("-o") + 1]) for job in (whole, tiled))
+        differ = float(np.mean(a != b))
+        table.notes.append(f"{whole.method}: tiled composite differs from whole in {differ:.2%}")
+    return table
+
+
 SUITES: dict[str, Callable[[Bench], Table]] = {
     "jpeg": suite_jpeg,
     "tiff16": suite_tiff16,
     "flat": suite_flat,
     "big": suite_big,
     "huge": suite_huge,
+    "tiled": suite_tiled,
 }
-OPT_IN = {"huge"}
+OPT_IN = {"huge", "tiled"}
 
 
 def format_table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import ndimage
 
@@ -260,60 +262,105 @@ def regularize_depth(
     0.0
     """
     depth = np.asarray(depth, np.float32)
-    c = np.clip(np.asarray(confidence, np.float32), 0, 1)
-    if depth.shape != c.shape or depth.ndim != 2:
-        raise ValueError(f"depth and confidence must be equal 2-D shapes: {depth.shape}, {c.shape}")
-    # Full-frame steps work in place: on large frames they set the peak memory.
-    far = np.subtract(depth, _median_reference(depth))
-    c[np.abs(far, out=far) > 1] = 0
-    del far
-    filled = _fill(depth, c, levels)
-    del c
-    smooth = ndimage.gaussian_filter(filled, sigma, mode="nearest")
-    # Where smoothing would move depth by half a slice or more, a depth step is
-    # near: keep it sharp.
-    change = np.subtract(smooth, filled)
-    np.copyto(filled, smooth, where=np.abs(change, out=change) < 0.5)
-    return filled
+    confidence = np.asarray(confidence, np.float32)
+    if depth.shape != confidence.shape or depth.ndim != 2:
+        raise ValueError(
+            f"depth and confidence must be equal 2-D shapes: {depth.shape}, {confidence.shape}"
+        )
+    reference = _median_reference(depth)
+
+    def confident(a: int, b: int) -> np.ndarray:
+        """Confidence of rows a:b, zero where depth is an outlier."""
+        c = np.clip(confidence[a:b], 0, 1)
+        c[np.abs(depth[a:b] - reference(a, b)) > 1] = 0
+        return c
+
+    coarse = _pull_push(depth, confident, levels)
+    # Full-resolution steps run a strip of rows at a time, each with the rows its
+    # filters reach, so they hold a few strips rather than a few frames.
+    rows, radius = depth.shape[0], int(4.0 * sigma + 0.5)
+    out = np.empty_like(depth)
+    for r0 in range(0, rows, _STRIP):
+        r1 = min(rows, r0 + _STRIP)
+        a, b = max(0, r0 - radius), min(rows, r1 + radius)
+        # A pixel keeps its own depth in proportion to its confidence.
+        filled = coarse(a, b)
+        step = np.subtract(depth[a:b], filled)
+        step *= confident(a, b)
+        filled += step
+        smooth = ndimage.gaussian_filter(filled, sigma, mode="nearest")
+        f, sm = filled[r0 - a : r1 - a], smooth[r0 - a : r1 - a]
+        # Where smoothing would move depth by half a slice or more, a depth step
+        # is near: keep it sharp.
+        out[r0:r1] = np.where(np.abs(sm - f) < 0.5, sm, f)
+    return out
 
 
-def _median_reference(depth: np.ndarray) -> np.ndarray:
-    """Median of a neighbourhood about 1/40 of the image wide, computed on a subsample."""
+_STRIP = 256  # rows per strip of the full-resolution steps
+
+
+def _median_reference(depth: np.ndarray) -> Callable[[int, int], np.ndarray]:
+    """Median of a neighbourhood about 1/40 of the image wide, computed on a subsample.
+
+    Returns a function giving the reference for rows ``a:b``.
+    """
     step = max(2, min(depth.shape) // 200)
     small = ndimage.median_filter(depth[::step, ::step], 5, mode="nearest")
     rows = np.minimum(np.arange(depth.shape[0]) // step, small.shape[0] - 1)
     cols = np.minimum(np.arange(depth.shape[1]) // step, small.shape[1] - 1)
-    return small[np.ix_(rows, cols)]
+    return lambda a, b: small[rows[a:b]][:, cols]
 
 
-def _fill(depth: np.ndarray, c: np.ndarray, levels: int) -> np.ndarray:
+def _pull_push(
+    depth: np.ndarray, confident: Callable[[int, int], np.ndarray], levels: int
+) -> Callable[[int, int], np.ndarray]:
     """Pull-push interpolation: confident depth spreads into unconfident pixels.
 
     Pull: confidence-weighted depth and confidence are reduced down a
     Gaussian pyramid. Push: from the coarsest level up, each level keeps its
     own weighted mean where it has confident support and takes the coarser
-    estimate elsewhere; at full resolution a pixel keeps its own depth in
-    proportion to its confidence. O(pixels), whatever the size of the holes.
+    estimate elsewhere. O(pixels), whatever the size of the holes. The first
+    reduction reads full-resolution rows a strip at a time.
+
+    Returns a function giving the coarse estimate, at full resolution, for
+    rows ``a:b``.
     """
-    weights, values = [c], [depth * c]
-    for _ in range(levels):
+    rows, cols = depth.shape
+    if levels < 1 or min(rows, cols) < 4:
+        c = confident(0, rows)
+        mean = np.float32((depth * c).sum() / max(c.sum(), 1e-12))
+        return lambda a, b: np.full((b - a, cols), mean, np.float32)
+    half = (rows + 1) // 2
+    weights, values = [np.empty((half, (cols + 1) // 2), np.float32)], [None]
+    values[0] = np.empty_like(weights[0])
+    for i0 in range(0, half, _STRIP // 2):
+        i1 = min(half, i0 + _STRIP // 2)
+        # Level row i is the blur (5 taps) of full row 2 i.
+        a, b = max(0, 2 * i0 - 2), min(rows, 2 * i1 + 1)
+        c = confident(a, b)
+        keep = slice((2 * i0 - a) // 2, (2 * i0 - a) // 2 + i1 - i0)
+        weights[0][i0:i1] = downsample(c)[keep]
+        values[0][i0:i1] = downsample(c * depth[a:b])[keep]
+    for _ in range(levels - 1):
         if min(weights[-1].shape) < 4:
             break
         weights.append(downsample(weights[-1]))
         values.append(downsample(values[-1]))
     estimate = values[-1].sum() / max(weights[-1].sum(), 1e-12) + np.zeros_like(values[-1])
-    values[0] = None  # full resolution uses `depth` itself (v / w there)
-    for w, v in zip(weights[:0:-1], values[:0:-1], strict=True):
+    for w, v in zip(weights[::-1], values[::-1], strict=True):
         coarse = upsample(estimate, w.shape) if estimate.shape != w.shape else estimate
-        # Support saturates at 20 % confident neighbours on the coarser levels.
+        # Support saturates at 20 % confident neighbours.
         alpha = np.clip(w / 0.2, 0, 1)
         with np.errstate(invalid="ignore", divide="ignore"):
             own = np.where(w > 1e-6, v / w, coarse)
         estimate = alpha * own + (1 - alpha) * coarse
-    # At full resolution a pixel keeps its own depth in proportion to its
-    # confidence: coarse + c * (depth - coarse), in place.
-    filled = upsample(estimate, c.shape) if estimate.shape != c.shape else estimate
-    step = np.subtract(depth, filled)
-    step *= c
-    filled += step
-    return filled
+
+    def full(a: int, b: int) -> np.ndarray:
+        # Upsampling reaches two rows; starting on an even row keeps the
+        # level's rows on the even rows, as in the whole frame.
+        s = max(0, a - 2)
+        s -= s % 2
+        e = min(rows, b + 2)
+        return upsample(estimate[s // 2 : (e + 1) // 2], (e - s, cols))[a - s : b - s]
+
+    return full

@@ -346,11 +346,11 @@ def test_tiles_bound_the_memory(write_slices, method):
         return peak / plane.shape[0] / plane.shape[1]
 
     whole, tiled = peak(), peak(tile_size=128)
-    # Measured, bytes per pixel: depthmap 59 whole, 43 tiled; argmax 35 and 26.
-    # What remains tiled is full-frame: the outputs (15), one decoded slice and,
-    # for depthmap, the depth regularisation.
+    # Measured, bytes per pixel: depthmap 59 whole, 37 tiled; argmax 35 and 26.
+    # What remains tiled is full-frame: the outputs (15), one decoded slice (3)
+    # and, for depthmap, the depth regularisation (about 11); and a tile's state.
     assert tiled < 0.8 * whole, (tiled, whole)
-    assert tiled < 48, tiled
+    assert tiled < 42, tiled
 
 
 def test_tiled_progress_counts_the_survey_and_every_tile():
