@@ -279,3 +279,43 @@ def test_save_load_roundtrip(tmp_path):
     path.write_text('{"format": "something else"}')
     with pytest.raises(ValueError, match="transforms.json"):
         load_transforms(path)
+
+
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        np.array([[1.02, -0.01, 5.3], [0.012, 0.99, -7.6], [0, 0, 1]]),  # resampled
+        np.array([[1.0, 0, 3], [0, 1, -4], [0, 0, 1]]),  # whole-pixel shift
+        np.array([[1.0, 0, -40], [0, 1, 250], [0, 0, 1]]),  # mostly outside the slice
+    ],
+)
+@pytest.mark.parametrize(
+    "window", [((0, 0), (100, 150)), ((120, 200), (180, 200)), ((250, 350), (50, 50))]
+)
+def test_warping_a_window_equals_the_window_of_the_warp(matrix, window):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    whole, valid = warp(image, matrix)
+    origin, shape = window
+    part, part_valid = warp(image, matrix, origin=origin, output_shape=shape)
+    inside = (slice(origin[0], origin[0] + shape[0]), slice(origin[1], origin[1] + shape[1]))
+    np.testing.assert_array_equal(part, whole[inside])
+    np.testing.assert_array_equal(part_valid, valid[inside])
+
+
+def test_warp_reads_only_the_window_it_needs():
+    class Recorder(np.ndarray):
+        """An array that remembers the index of every read."""
+
+        reads: list = []
+
+        def __getitem__(self, index):
+            Recorder.reads.append(index)
+            return np.asarray(self).__getitem__(index)
+
+    image = np.zeros((1000, 1000), np.float32).view(Recorder)
+    shift = np.array([[1.0, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
+    warp(image, shift, origin=(500, 600), output_shape=(20, 30))
+    rows, cols = Recorder.reads[-1]
+    assert rows.stop - rows.start <= 20 + 6 and cols.stop - cols.start <= 30 + 6
+    assert 500 - 3 <= rows.start and 600 - 3 <= cols.start

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from stacker.focus import FOCUS_MEASURES, focus_measure, local_variance, to_gray
+from stacker.focus import FOCUS_MEASURES, focus_measure, focus_radius, local_variance, to_gray
 
 
 def test_local_variance_equals_direct_computation():
@@ -83,3 +83,15 @@ def test_bad_shape():
 
 def test_registry_holds_reference_measure():
     assert FOCUS_MEASURES["variance"] is local_variance
+
+
+def test_tiles_with_a_shared_offset_equal_the_whole_image():
+    rng = np.random.default_rng(4)
+    image = rng.random((64, 80)).astype(np.float32) + 5
+    whole = local_variance(image, sigma=2.0, offset=5.5)
+    r = focus_radius(2.0)
+    # The tile's centre is more than the focus radius from its edges.
+    tile = local_variance(image[10 : 40 + 2 * r, :], sigma=2.0, offset=5.5)
+    np.testing.assert_array_equal(tile[r : r + 30 - r], whole[10 + r : 40])
+    # The default offset (the image's mean) differs between tile and image.
+    np.testing.assert_allclose(local_variance(image), whole, rtol=1e-4, atol=1e-6)

@@ -232,3 +232,32 @@ def test_cmyk_jpeg_is_read_as_rgb(tmp_path):
     rgb = read_image(tmp_path / "c.jpg")
     assert rgb.shape == (16, 25, 3)
     assert np.abs(rgb[..., 1].astype(int) - grey).max() < 12
+
+
+@pytest.mark.parametrize(
+    "kwargs, mapped",
+    [
+        (dict(), True),
+        (dict(planarconfig="separate"), True),
+        (dict(compression="zlib"), False),
+    ],
+)
+def test_window_memory_maps_uncompressed_tiff(tmp_path, kwargs, mapped):
+    stack = np.arange(2 * 20 * 30 * 3, dtype=np.uint16).reshape(2, 20, 30, 3)
+    path = tmp_path / "s.tif"
+    data = np.moveaxis(stack, -1, 1) if "planarconfig" in kwargs else stack
+    tifffile.imwrite(path, data, photometric="rgb", **kwargs)
+    opened = open_stack(path)
+    for k in range(2):
+        window = opened.window(k)
+        assert isinstance(window, np.memmap) == mapped
+        np.testing.assert_array_equal(window, stack[k])
+        np.testing.assert_array_equal(window[3:7, 10:20], opened[k][3:7, 10:20])
+
+
+def test_window_checks_the_slice_like_reading_it(tmp_path):
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((20, 30), np.uint16))
+    tifffile.imwrite(tmp_path / "b.tif", np.zeros((20, 31), np.uint16))
+    opened = open_stack(tmp_path)
+    with pytest.raises(StackError, match="b.tif: shape"):
+        opened.window(1)

@@ -38,3 +38,14 @@ def test_fusion_takes_detail_from_the_sharper_slice():
 def test_result_needs_a_slice():
     with pytest.raises(ValueError, match="no slices"):
         PyramidFusion((8, 8)).result()
+
+
+def test_result_clips_to_a_given_range():
+    rng = np.random.default_rng(2)
+    fusion = PyramidFusion((32, 32), levels=3)
+    for _ in range(2):
+        fusion.update(rng.random((32, 32)).astype(np.float32), rng.random((32, 32)))
+    own = fusion.result()
+    assert own.min() >= fusion.low and own.max() <= fusion.high
+    clipped = fusion.result((0.25, 0.75))
+    np.testing.assert_array_equal(clipped, np.clip(own, 0.25, 0.75))

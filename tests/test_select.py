@@ -107,3 +107,16 @@ def test_regularize_keeps_depth_steps():
 def test_regularize_validates_shapes():
     with pytest.raises(ValueError, match="shapes"):
         regularize_depth(np.zeros((4, 4)), np.zeros((4, 5)))
+
+
+@pytest.mark.parametrize("shape", [(300, 50), (513, 97), (1, 40), (3, 3)])
+def test_regularize_in_strips_equals_one_strip(monkeypatch, shape):
+    import stacker.select
+
+    rng = np.random.default_rng(1)
+    depth = rng.uniform(0, 8, shape).astype(np.float32)
+    confidence = rng.random(shape).astype(np.float32)
+    confidence[: shape[0] // 2, : shape[1] // 2] = 0  # a hole to fill
+    strips = regularize_depth(depth, confidence)
+    monkeypatch.setattr(stacker.select, "_STRIP", 2 * max(shape))
+    np.testing.assert_array_equal(strips, regularize_depth(depth, confidence))
