@@ -154,44 +154,57 @@ def _ecc(ref, mov, matrix, model, max_iter, tol):
     """Refine `matrix` (this level's pixels) by forward-compositional ECC; return (matrix, rho)."""
     h, w = ref.shape
     centre, half = np.array([(h - 1) / 2, (w - 1) / 2]), max(h, w) / 2
-    basis = _BASES[model]  # (P, 2, 3): each parameter's displacement, affine in (u, 1)
+    # Each parameter's displacement is affine in (u, 1), so its Jacobian image is a fixed
+    # combination of six images: gy * (ur, uc, 1) and gx * (ur, uc, 1). The normal
+    # equations are built from their 6x6 Gram matrix, never from per-parameter images.
+    combine = _BASES[model].reshape(-1, 6).astype(np.float64)
     # Centred, normalised coordinates u keep the normal equations well conditioned.
     ur = ((np.arange(h, dtype=np.float32) - centre[0]) / half)[:, None]
     uc = ((np.arange(w, dtype=np.float32) - centre[1]) / half)[None, :]
     corners = np.array([[-h, -h, h, h], [-w, w, -w, w], [2 * half] * 4]) / (2 * half)
     start, rho = matrix, 0.0
     for it in range(max_iter + 1):
-        warped = ndi.affine_transform(
-            mov, matrix[:2, :2], offset=matrix[:2, 2], order=1, cval=np.nan, output=np.float32
-        )
-        gy, gx = np.gradient(warped)
-        valid = np.isfinite(gy) & np.isfinite(gx)  # NaN marks outside samples and neighbours
-        if valid.sum() < max(0.1 * valid.size, 64):
+        warped, inside = warp(mov, matrix, order=1)
+        # Only pixels whose gradient reads samples from inside `mov` count.
+        valid = inside.copy()
+        valid[1:] &= inside[:-1]
+        valid[:-1] &= inside[1:]
+        valid[:, 1:] &= inside[:, :-1]
+        valid[:, :-1] &= inside[:, 1:]
+        count = int(valid.sum())
+        if count < max(0.1 * valid.size, 64):
             return start, 0.0
-        t, i = ref[valid], warped[valid]
-        t, i = t - t.mean(), i - i.mean()
+        t = np.where(valid, ref - ref[valid].mean(), 0).astype(np.float32)
+        i = np.where(valid, warped - warped[valid].mean(), 0).astype(np.float32)
         tn, i_n = float(np.linalg.norm(t)), float(np.linalg.norm(i))
-        if min(tn, i_n) < 1e-6 * np.sqrt(t.size):  # featureless: nothing to register
+        if min(tn, i_n) < 1e-6 * np.sqrt(count):  # featureless: nothing to register
             return start, 0.0
-        rho = float(t @ i) / (tn * i_n)
+        ti = float(t.ravel() @ i.ravel())
+        rho = ti / (tn * i_n)
         if it == max_iter:
             break
-        u = np.stack([np.broadcast_to(ur, (h, w))[valid], np.broadcast_to(uc, (h, w))[valid]])
-        u = np.concatenate([u, np.ones((1, u.shape[1]), np.float32)])
-        jac = (basis[:, 0] @ u) * gy[valid] + (basis[:, 1] @ u) * gx[valid]
-        hess = (jac @ jac.T).astype(np.float64)
-        jt, ji = (jac @ t).astype(np.float64), (jac @ i).astype(np.float64)
+        gy, gx = np.gradient(warped)
+        gy *= valid
+        gx *= valid
+        f = np.empty((6, h, w), np.float32)
+        for k, (g, u) in enumerate(((gy, ur), (gy, uc), (gy, 1), (gx, ur), (gx, uc), (gx, 1))):
+            np.multiply(g, u, out=f[k])
+        f = f.reshape(6, -1)
+        gram = (f @ f.T).astype(np.float64)
+        hess = combine @ gram @ combine.T
+        jt = combine @ (f @ t.ravel()).astype(np.float64)
+        ji = combine @ (f @ i.ravel()).astype(np.float64)
         try:
             hji = np.linalg.solve(hess, ji)
             # ECC's photometric scale lambda (Evangelidis & Psarakis 2008); a non-positive
             # denominator means the images are not correlated enough to climb to a maximum.
-            lam_d = float(t @ i) - jt @ hji
+            lam_d = ti - jt @ hji
             if lam_d <= 0:
                 break
             dp = np.linalg.solve(hess, (i_n**2 - ji @ hji) / lam_d * jt - ji)
         except np.linalg.LinAlgError:
             break
-        d = np.tensordot(dp, basis, axes=1)  # displacement (pixels) = d @ (u, 1)
+        d = np.tensordot(dp, _BASES[model], axes=1)  # displacement (pixels) = d @ (u, 1)
         step = np.eye(3)
         step[:2, :2] += d[:, :2] / half
         step[:2, 2] = d[:, 2] - d[:, :2] @ centre / half
