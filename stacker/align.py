@@ -164,7 +164,11 @@ def _ecc(ref, mov, matrix, model, max_iter, tol):
     corners = np.array([[-h, -h, h, h], [-w, w, -w, w], [2 * half] * 4]) / (2 * half)
     start, rho = matrix, 0.0
     for it in range(max_iter + 1):
-        warped, inside = warp(mov, matrix, order=1)
+        # Samples outside `mov` are masked out below, so no edge padding is needed.
+        still = np.array_equal(matrix, np.eye(3))
+        warped = mov if still else _resample(mov, matrix, (h, w), 1)
+        lo, hi = _footprint(matrix, (h, w), mov.shape)
+        inside = (np.arange(w) >= lo[:, None]) & (np.arange(w) <= hi[:, None])
         # Only pixels whose gradient reads samples from inside `mov` count.
         valid = inside.copy()
         valid[1:] &= inside[:-1]
@@ -174,8 +178,8 @@ def _ecc(ref, mov, matrix, model, max_iter, tol):
         count = int(valid.sum())
         if count < max(0.1 * valid.size, 64):
             return start, 0.0
-        t = np.where(valid, ref - ref[valid].mean(), 0).astype(np.float32)
-        i = np.where(valid, warped - warped[valid].mean(), 0).astype(np.float32)
+        t = np.where(valid, ref - np.float32(ref[valid].mean()), np.float32(0))
+        i = np.where(valid, warped - np.float32(warped[valid].mean()), np.float32(0))
         tn, i_n = float(np.linalg.norm(t)), float(np.linalg.norm(i))
         if min(tn, i_n) < 1e-6 * np.sqrt(count):  # featureless: nothing to register
             return start, 0.0
@@ -330,7 +334,15 @@ def block_mean(gray: np.ndarray, k: int) -> np.ndarray:
     small : (M // k, N // k) ndarray of float32
     """
     h, w = gray.shape[0] // k * k, gray.shape[1] // k * k
-    return gray[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3), dtype=np.float32)
+    image = gray[:h, :w]
+    if image.dtype == bool:
+        image = image.view(np.uint8)
+    total = np.zeros((h // k, w // k), np.float32 if image.dtype.kind == "f" else np.int64)
+    # k * k strided sums: numpy reduces short inner axes (a reshape's) four times slower.
+    for i in range(k):
+        for j in range(k):
+            total += image[i::k, j::k]
+    return np.divide(total, k * k, dtype=np.float32)
 
 
 def estimate_stack_transforms(
@@ -514,20 +526,28 @@ def warp(
     # so the resampler never sees its black surround.
     reach = max(0.0, -corners.min(), *(corners.max(axis=1) - (np.array(size) - 1)))
     pad = min(int(np.ceil(reach)) + 3, limit)
-    # Pillow works in (x=col, y=row) with pixel centres at +0.5.
-    m = a[:2, :2][::-1, ::-1]
-    t = a[:2, 2][::-1] + pad + 0.5 - m @ np.array([0.5, 0.5])
-    coeffs = (m[0, 0], m[0, 1], t[0], m[1, 0], m[1, 1], t[1])
+    shift = np.eye(3)
+    shift[:2, 2] = pad
     planes = image.reshape(*size, -1)
     result = np.empty((*out, planes.shape[-1]), image.dtype)
     for ch in range(planes.shape[-1]):
-        src = Image.fromarray(np.pad(planes[..., ch].astype(np.float32), pad, mode="edge"))
-        moved = src.transform(
-            (out[1], out[0]), Image.Transform.AFFINE, coeffs, resample=_RESAMPLE[order]
-        )
-        del src  # one padded channel at a time: large frames are several hundred MB
-        result[..., ch] = round_into(np.array(moved, dtype=np.float32), image.dtype)
+        padded = np.pad(planes[..., ch].astype(np.float32), pad, mode="edge")
+        moved = _resample(padded, shift @ a, out, order)
+        del padded  # one padded channel at a time: large frames are several hundred MB
+        result[..., ch] = round_into(moved, image.dtype)
     return result.reshape(*out, *image.shape[2:]), valid
+
+
+def _resample(plane: np.ndarray, a: np.ndarray, out: tuple[int, int], order: int) -> np.ndarray:
+    """Pillow's affine resampling of a float32 plane at ``a @ (row, col, 1)`` (0 outside)."""
+    # Pillow works in (x=col, y=row) with pixel centres at +0.5.
+    m = a[:2, :2][::-1, ::-1]
+    t = a[:2, 2][::-1] + 0.5 - m @ np.array([0.5, 0.5])
+    coeffs = (m[0, 0], m[0, 1], t[0], m[1, 0], m[1, 1], t[1])
+    moved = Image.fromarray(plane).transform(
+        (out[1], out[0]), Image.Transform.AFFINE, coeffs, resample=_RESAMPLE[order]
+    )
+    return np.array(moved)
 
 
 _RESAMPLE = {0: Image.Resampling.NEAREST, 1: Image.Resampling.BILINEAR, 3: Image.Resampling.BICUBIC}
