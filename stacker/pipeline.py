@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from ._parallel import ordered_map
 from .align import (
@@ -257,7 +258,7 @@ def merge(
         levels = min(levels, _TILED_LEVELS)
         # Pyramid tiles must start on the coarsest level's grid, gain tiles on the block grid.
         grid = 2**levels if method == "pyramid" else 1
-        margin = -(-(focus_radius(sigma) + state_class.reach(levels)) // grid) * grid
+        margin = -(-(focus_radius(sigma) + state_class.reach(levels, sigma)) // grid) * grid
         tiles = tile_grid(out_shape, side, margin, math.lcm(block, grid))
     else:
         tiles = tile_grid(out_shape, None, 0)
@@ -278,7 +279,9 @@ def merge(
             report((passes - 1) * n + next(steps))
     outputs = None
     for tile in tiles:
-        state = state_class((*tile.shape, *stack.shape[2:]), stack.dtype, levels=levels)
+        state = state_class(
+            (*tile.shape, *stack.shape[2:]), stack.dtype, levels=levels, sigma=sigma
+        )
         results = _stack_tile(
             ctx,
             state,
@@ -554,12 +557,14 @@ class _Argmax:
 
     regularize = False
 
-    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0):
+    def __init__(
+        self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0, sigma: float = 2.0
+    ):
         self.selector = ArgmaxSelector(shape[:2])
         self.pick = HardPick(shape, dtype)
 
     @staticmethod
-    def reach(levels: int) -> int:
+    def reach(levels: int, sigma: float) -> int:
         return 0
 
     @staticmethod
@@ -583,13 +588,15 @@ class _Pyramid:
 
     regularize = False
 
-    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0):
+    def __init__(
+        self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0, sigma: float = 2.0
+    ):
         self.selector = ArgmaxSelector(shape[:2])
         self.fusion = PyramidFusion(shape, levels or None)
         self.dtype = dtype
 
     @staticmethod
-    def reach(levels: int) -> int:
+    def reach(levels: int, sigma: float) -> int:
         # Analysis, selection by the reduced focus and synthesis each reach a
         # kernel radius (2 px) of every level. Two pixels of the coarsest level
         # gave tiles equal to the whole frame to the bit; four leave room.
@@ -624,13 +631,16 @@ class _DepthMap:
 
     regularize = True
 
-    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0):
+    def __init__(
+        self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0, sigma: float = 2.0
+    ):
         self.tracker = PeakTracker(shape[:2])
         self.keep = PeakNeighbours(shape, dtype)
+        self.smooth = _BLEND_SMOOTH * sigma
 
     @staticmethod
-    def reach(levels: int) -> int:
-        return 0
+    def reach(levels: int, sigma: float) -> int:
+        return int(4.0 * _BLEND_SMOOTH * sigma + 0.5)  # scipy's Gaussian: 4 sigmas
 
     @staticmethod
     def bytes_per_pixel(shape: tuple[int, ...], dtype: np.dtype, threads: int) -> float:
@@ -651,14 +661,53 @@ class _DepthMap:
         t, keep = self.tracker, self.keep
         t.release()
         keep.release()
-        composite = keep.blend(neighbour_weights(t.before, t.value, t.after, noise))
-        del self.keep, keep
-        offset = subslice_peak(t.before, t.value, t.after)[0]
+        depth = subslice_peak(t.before, t.value, t.after)[0]
+        weights = neighbour_weights(t.before, t.value, t.after, noise)
+        missing = np.isnan(t.before), np.isnan(t.after)
         t.before = t.after = None
         confidence = _peak_confidence(t.value, t.total, t.count, noise)
         t.total = None
-        offset += t.index
-        return [composite, offset, t.value, confidence]
+        depth += t.index
+        _add_depth_weights(weights, depth, confidence, t.index, missing, self.smooth)
+        composite = keep.blend(weights)
+        del self.keep, keep, weights
+        return [composite, depth, t.value, confidence]
+
+
+# Blending follows the sub-slice depth smoothed over this many focus windows:
+# enough to overrule single-pixel outliers of the argmax, little enough to
+# keep depth steps.
+_BLEND_SMOOTH = 0.75
+
+
+def _add_depth_weights(
+    weights: np.ndarray,
+    depth: np.ndarray,
+    confidence: np.ndarray,
+    index: np.ndarray,
+    missing: tuple[np.ndarray, np.ndarray],
+    sigma: float,
+) -> None:
+    """Add linear-interpolation weights at the locally smoothed depth to `weights`, then normalise.
+
+    The slices before, at and after the argmax get weights as if sampling the
+    stack at the depth (confidence-weighted Gaussian mean of the sub-slice
+    depth around the pixel, within one slice of the argmax): a pixel whose
+    own argmax is an outlier among confident neighbours leans to the slice
+    they agree on, and fractional depths blend their two nearest slices.
+    """
+    c = confidence + np.float32(1e-3)  # flat regions still average their depth
+    local = ndimage.gaussian_filter(depth * c, sigma)
+    local /= ndimage.gaussian_filter(c, sigma, output=c)
+    del c
+    local -= index
+    np.clip(local, -1, 1, out=local)
+    for k, side in ((0, -1), (2, 1)):
+        toward = np.maximum(local * side, 0)
+        toward[missing[k // 2]] = 0
+        weights[k] += toward
+    weights[1] += 1 - np.abs(local, out=local)
+    weights /= weights.sum(axis=0)
 
 
 def _pixel_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
