@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from .io import round_into
 
 __all__ = [
     "HardPick",
     "PeakNeighbours",
+    "add_depth_weights",
     "composite_from_index",
     "copy_pixels",
     "neighbour_weights",
@@ -223,5 +225,67 @@ def neighbour_weights(
         loss = np.maximum(peak - focus, 0)
         np.divide(noise, noise + loss, out=out)
         out[np.isnan(focus)] = 0
+    weights /= weights.sum(axis=0)
+    return weights
+
+
+def add_depth_weights(
+    weights: np.ndarray,
+    depth: np.ndarray,
+    index: np.ndarray,
+    confidence: np.ndarray,
+    missing: tuple[np.ndarray, np.ndarray],
+    *,
+    sigma: float = 1.5,
+) -> np.ndarray:
+    """Add weights that sample the stack at the locally smoothed depth; normalise.
+
+    The local depth is the confidence-weighted Gaussian mean of the sub-slice
+    depth around each pixel, held within one slice of the pixel's argmax.
+    The slices before, at and after the argmax get the linear-interpolation
+    weights of that depth: a pixel whose own argmax is an outlier among
+    confident neighbours leans to the slice they agree on, and a fractional
+    depth blends its two nearest slices.
+
+    Parameters
+    ----------
+    weights : (3, M, N) ndarray of float32
+        Weights of the slices before, at and after the argmax (for example
+        from :func:`neighbour_weights`); updated in place.
+    depth : (M, N) ndarray
+        Sub-slice depth in slices.
+    index : (M, N) ndarray of int
+        The argmax slice.
+    confidence : (M, N) ndarray
+        Reliability of `depth` in [0, 1].
+    missing : tuple of two (M, N) ndarray of bool
+        Where there is no slice before, and no slice after, the argmax.
+    sigma : float, optional
+        Smoothing scale in pixels.
+
+    Returns
+    -------
+    weights : (3, M, N) ndarray of float32
+        `weights`, summing to 1 over the first axis.
+
+    Examples
+    --------
+    >>> w = np.zeros((3, 1, 5), np.float32); w[1] = 1
+    >>> depth, index = np.full((1, 5), 2.5, np.float32), np.full((1, 5), 2)
+    >>> none = np.zeros((1, 5), bool)
+    >>> add_depth_weights(w, depth, index, np.ones((1, 5)), (none, none))[:, 0, 2]
+    array([0.  , 0.75, 0.25], dtype=float32)
+    """
+    c = np.asarray(confidence, np.float32) + np.float32(1e-3)  # flat areas still average
+    local = ndimage.gaussian_filter(np.multiply(depth, c, dtype=np.float32), sigma)
+    local /= ndimage.gaussian_filter(c, sigma, output=c)
+    del c
+    local -= index
+    np.clip(local, -1, 1, out=local)
+    for k, side, absent in ((0, -1, missing[0]), (2, 1, missing[1])):
+        toward = np.maximum(local * side, 0)
+        toward[absent] = 0
+        weights[k] += toward
+    weights[1] += 1 - np.abs(local, out=local)
     weights /= weights.sum(axis=0)
     return weights

@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from ._parallel import ordered_map
 from .align import (
@@ -21,7 +20,7 @@ from .align import (
     estimate_stack_transforms,
     warp,
 )
-from .composite import HardPick, PeakNeighbours, neighbour_weights
+from .composite import HardPick, PeakNeighbours, add_depth_weights, neighbour_weights
 from .focus import check_measure, focus_radius, noise_variance, to_gray
 from .io import Stack, StackError, StackWarning, convert_dtype, open_stack, round_into
 from .pyramid import PyramidFusion, pyramid_levels
@@ -668,7 +667,7 @@ class _DepthMap:
         confidence = _peak_confidence(t.value, t.total, t.count, noise)
         t.total = None
         depth += t.index
-        _add_depth_weights(weights, depth, confidence, t.index, missing, self.smooth)
+        add_depth_weights(weights, depth, t.index, confidence, missing, sigma=self.smooth)
         composite = keep.blend(weights)
         del self.keep, keep, weights
         return [composite, depth, t.value, confidence]
@@ -678,36 +677,6 @@ class _DepthMap:
 # enough to overrule single-pixel outliers of the argmax, little enough to
 # keep depth steps.
 _BLEND_SMOOTH = 0.75
-
-
-def _add_depth_weights(
-    weights: np.ndarray,
-    depth: np.ndarray,
-    confidence: np.ndarray,
-    index: np.ndarray,
-    missing: tuple[np.ndarray, np.ndarray],
-    sigma: float,
-) -> None:
-    """Add linear-interpolation weights at the locally smoothed depth to `weights`, then normalise.
-
-    The slices before, at and after the argmax get weights as if sampling the
-    stack at the depth (confidence-weighted Gaussian mean of the sub-slice
-    depth around the pixel, within one slice of the argmax): a pixel whose
-    own argmax is an outlier among confident neighbours leans to the slice
-    they agree on, and fractional depths blend their two nearest slices.
-    """
-    c = confidence + np.float32(1e-3)  # flat regions still average their depth
-    local = ndimage.gaussian_filter(depth * c, sigma)
-    local /= ndimage.gaussian_filter(c, sigma, output=c)
-    del c
-    local -= index
-    np.clip(local, -1, 1, out=local)
-    for k, side in ((0, -1), (2, 1)):
-        toward = np.maximum(local * side, 0)
-        toward[missing[k // 2]] = 0
-        weights[k] += toward
-    weights[1] += 1 - np.abs(local, out=local)
-    weights /= weights.sum(axis=0)
 
 
 def _pixel_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:

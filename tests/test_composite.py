@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from stacker.composite import HardPick, PeakNeighbours, composite_from_index, neighbour_weights
+from stacker.composite import (
+    HardPick,
+    PeakNeighbours,
+    add_depth_weights,
+    composite_from_index,
+    neighbour_weights,
+)
 from stacker.select import PeakTracker
 
 
@@ -62,3 +68,45 @@ def test_blend_keeps_dtype_and_range():
     keep.before[...], keep.peak[...], keep.after[...] = 0, 65535, 65535
     out = keep.blend(np.full((3, 2, 2), 1 / 3, np.float32))
     assert out.dtype == np.uint16 and (out == 43690).all()
+
+
+def _flat_weights(shape):
+    weights = np.zeros((3, *shape), np.float32)
+    weights[1] = 1
+    return weights
+
+
+def test_depth_weights_overrule_an_outlier_among_confident_neighbours():
+    shape = (21, 21)
+    depth = np.full(shape, 3.0, np.float32)
+    index = np.full(shape, 3)
+    depth[10, 10], index[10, 10] = 4.2, 4  # its own argmax is one slice off
+    none = np.zeros(shape, bool)
+    weights = add_depth_weights(_flat_weights(shape), depth, index, np.ones(shape), (none, none))
+    # The outlier leans to the slice before its argmax, slice 3; the others stay.
+    assert weights[0, 10, 10] > 0.45 and weights[0, 10, 10] > weights[2, 10, 10]
+    np.testing.assert_allclose(weights[:, 0, 0], [0, 1, 0], atol=1e-6)
+    np.testing.assert_allclose(weights.sum(axis=0), 1, rtol=1e-6)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25, 0.5])
+def test_depth_weights_interpolate_fractional_depth(fraction):
+    shape = (9, 9)
+    depth = np.full(shape, 2 + fraction, np.float32)
+    none = np.zeros(shape, bool)
+    weights = add_depth_weights(
+        _flat_weights(shape), depth, np.full(shape, 2), np.ones(shape), (none, none)
+    )
+    # (0, 1, 0) plus the linear weights (0, 1 - f, f), normalised.
+    np.testing.assert_allclose(weights[:, 4, 4], [0, (2 - fraction) / 2, fraction / 2], atol=1e-5)
+
+
+def test_depth_weights_never_use_a_missing_neighbour():
+    shape = (9, 9)
+    depth = np.full(shape, 0.0, np.float32)
+    depth[4, 4] = 0.4
+    last = np.ones(shape, bool)
+    weights = add_depth_weights(
+        _flat_weights(shape), depth + 1, np.ones(shape, int), np.ones(shape), (last, last)
+    )
+    np.testing.assert_array_equal(weights[[0, 2]], 0)
