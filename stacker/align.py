@@ -256,15 +256,29 @@ def _register(ref_pyr, mov_pyr, model, initial=None):
         level_model = coarse_model if level == len(ref_pyr) - 1 > 0 else model
         iters, tol = (30, 0.05) if level else (10, 0.02)  # pixels of the finest level matter
         matrix, rho = _ecc(ref_pyr[level], mov_pyr[level], matrix, level_model, iters, tol)
+        # A still pair shows it one level up already: the finest level, the
+        # costliest, is left out.
+        if level == 1 and not _significant(ref_pyr[1], mov_pyr[1], rho):
+            return np.eye(3), _still_match(ref_pyr[0], mov_pyr[0])
         if level:
             matrix = _scaled(matrix, 0.5)
-    # Differently focused slices of a still subject also "move" a little: the
-    # sharp region wanders across the frame and the fit follows it. A motion
-    # must remove a good share of the mismatch to count; otherwise no motion.
-    still = _ecc(ref_pyr[0], mov_pyr[0], np.eye(3), "translation", 0, 0.0)[1]
-    if 1 - rho > _SIGNIFICANT * (1 - still):
-        return np.eye(3), max(0.0, still)
+    if not _significant(ref_pyr[0], mov_pyr[0], rho):
+        return np.eye(3), _still_match(ref_pyr[0], mov_pyr[0])
     return matrix, max(0.0, rho)
+
+
+def _still_match(ref: np.ndarray, mov: np.ndarray) -> float:
+    return max(0.0, _ecc(ref, mov, np.eye(3), "translation", 0, 0.0)[1])
+
+
+def _significant(ref: np.ndarray, mov: np.ndarray, rho: float) -> bool:
+    """Whether a motion matching to `rho` beats no motion at all.
+
+    Differently focused slices of a still subject also "move" a little: the
+    sharp region wanders across the frame and the fit follows it. A motion
+    must remove a good share of the mismatch to count.
+    """
+    return 1 - rho <= _SIGNIFICANT * (1 - _still_match(ref, mov))
 
 
 def estimate_transform(
