@@ -14,22 +14,19 @@ import numpy as np
 from ._parallel import ordered_map
 from .align import (
     MODELS,
-    block_mean,
     common_crop,
-    estimate_gain,
     estimate_stack_transforms,
-    warp,
 )
-from .composite import HardPick, PeakNeighbours, add_depth_weights, neighbour_weights
-from .focus import check_measure, focus_radius, noise_variance, to_gray
-from .io import Stack, StackError, StackWarning, convert_dtype, open_stack, round_into
-from .pyramid import PyramidFusion, pyramid_levels
-from .select import ArgmaxSelector, PeakTracker, regularize_depth, subslice_peak
+from .focus import check_measure, focus_radius
+from .io import Stack, StackError, StackWarning, open_stack
+from .methods import METHODS, STATES
+from .pyramid import pyramid_levels
+from .select import regularize_depth
+from .slices import SliceReader, Survey, noise_window, value_range
 from .tiles import Tile, available_memory, choose_tile_side, tile_grid
 
 __all__ = ["ALIGN_FAIL", "METHODS", "MergeResult", "merge"]
 
-METHODS = ("depthmap", "pyramid", "argmax")
 ALIGN_FAIL = ("keep", "drop", "error")
 # Registration quality (correlation of band-passed slices) below which a slice counts
 # as not registered.
@@ -209,7 +206,7 @@ def merge(
     # Registration needs some image to work with; smaller frames are taken as still.
     aligning = transforms is None and align != "none" and n > 1 and min(stack.shape[:2]) >= 16
     passes = 2 if aligning else 1
-    state_class = _METHOD_STATE[method]
+    state_class = STATES[method]
     side = tile_size
     if side is None:
         budget = available_memory()
@@ -261,13 +258,13 @@ def merge(
         tiles = tile_grid(out_shape, side, margin, math.lcm(block, grid))
     else:
         tiles = tile_grid(out_shape, None, 0)
-    ctx = _Context(stack, matrices, frame, block, _noise_window(inner), measure_func, sigma)
+    ctx = SliceReader(stack, matrices, frame, block, noise_window(inner), measure_func, sigma)
     total = _work(n, len(keep), passes, len(tiles))
 
     reference_small = None
     if brightness and n > 1:
         reference_small = ctx.block_means(reference, np.eye(3), tiles)[0]
-    surveys: dict[int, _Survey] = {}
+    surveys: dict[int, Survey] = {}
     steps = itertools.count(1)
     if len(tiles) > 1:
         # Tiles need each slice's gain, noise and value range before the first
@@ -321,7 +318,7 @@ def merge(
 
 
 def _stack_tile(
-    ctx: _Context,
+    ctx: SliceReader,
     state,
     tile: Tile,
     keep: list[int],
@@ -352,8 +349,8 @@ def _stack_tile(
         tick()
     noise = min((surveys[k].noise for k in keep), default=0.0)
     # A lone tile's pyramid has seen the whole stack's range itself.
-    value_range = _value_range([known[k] for k in keep], ctx.stack.dtype) if known else None
-    results = state.result(noise, value_range)
+    clip = value_range([known[k] for k in keep], ctx.stack.dtype) if known else None
+    results = state.result(noise, clip)
     if covered is not None:
         results[3][covered < partial] = 0
     return results
@@ -401,314 +398,6 @@ def _handle_failures(
     return out
 
 
-@dataclass(frozen=True)
-class _Survey:
-    """What a slice contributes beyond its pixels, found before or while stacking it."""
-
-    gain: float
-    noise: float
-    offset: float  # of its grey image, for the focus measure: the same in every tile
-    low: float = np.inf  # value range after the gain (tiled runs only)
-    high: float = -np.inf
-
-
-@dataclass(frozen=True)
-class _Context:
-    """How slices are read, warped and measured; shared by the survey and the stacking pass."""
-
-    stack: Stack
-    matrices: list
-    frame: tuple[slice, slice]
-    block: int
-    noise_window: tuple[slice, slice]
-    measure: Callable
-    sigma: float
-
-    def warped(self, k: int, matrix: np.ndarray, part: tuple[slice, slice], source=None):
-        """Slice `k` warped into `part` of the output frame, and where it has data."""
-        source = self.stack.window(k) if source is None else source
-        origin = (self.frame[0].start + part[0].start, self.frame[1].start + part[1].start)
-        shape = (part[0].stop - part[0].start, part[1].stop - part[1].start)
-        return warp(source, matrix, output_shape=shape, origin=origin)
-
-    def block_means(self, k: int, matrix: np.ndarray, tiles: list[Tile]) -> tuple:
-        """Block-averaged grey, where every pixel of a block has data, and the value range.
-
-        Read a tile at a time; tile cores start on the block grid, so the
-        result is the block mean of the whole warped slice.
-        """
-        source = self.stack.window(k)
-        rows, cols = (s.stop - s.start for s in self.frame)
-        small = np.empty((rows // self.block, cols // self.block), np.float32)
-        small_valid = np.empty(small.shape, bool)
-        low, high = np.inf, -np.inf
-        for tile in tiles:
-            image, valid = self.warped(k, matrix, tile.core, source)
-            means = block_mean(to_gray(image), self.block)
-            part = tuple(
-                slice(c.start // self.block, c.start // self.block + m)
-                for c, m in zip(tile.core, means.shape, strict=True)
-            )
-            small[part] = means
-            small_valid[part] = block_mean(valid, self.block) == 1
-            low, high = min(low, image.min()), max(high, image.max())
-        return small, small_valid, low, high
-
-    def survey(self, k: int, tiles: list[Tile], reference_small: np.ndarray | None) -> _Survey:
-        """Gain, noise and value range of slice `k`, reading it a tile at a time."""
-        small, small_valid, low, high = self.block_means(k, self.matrices[k], tiles)
-        gain = _gain(reference_small, small, small_valid)
-        image, _ = self.warped(k, self.matrices[k], self.noise_window)
-        gray = to_gray(image)
-        if gain != 1.0:
-            gray *= np.float32(gain)
-            low, high = _apply_gain(np.array([low, high], image.dtype), gain)
-        return _Survey(gain, _noise(gray), _offset(small), float(low), float(high))
-
-    def prepare(
-        self, k: int, tile: Tile, survey: _Survey | None, reference_small: np.ndarray | None
-    ) -> tuple:
-        """Slice `k` warped into `tile`, corrected and measured: image, focus, coverage.
-
-        Without a `survey` (the whole frame in one tile), the slice's gain and
-        noise are found on the way. Returns the image, its focus measure, where
-        it has data (None if everywhere) and the survey.
-        """
-        image, valid = self.warped(k, self.matrices[k], tile.padded)
-        gray = to_gray(image)
-        if survey is None:
-            small = block_mean(gray, self.block)
-            gain = _gain(reference_small, small, block_mean(valid, self.block) == 1)
-            image, gray = _corrected(image, gray, gain)
-            survey = _Survey(gain, _noise(gray[self.noise_window]), _offset(small))
-        else:
-            image, gray = _corrected(image, gray, survey.gain)
-        offset = survey.offset * survey.gain
-        focus = self.measure(gray, sigma=self.sigma, overwrite=True, offset=offset)
-        if valid.all():
-            return image, focus, None, survey
-        focus[~valid] = -1  # any slice that covers the pixel wins over one that does not
-        return image, focus, valid, survey
-
-
-def _gain(reference: np.ndarray | None, small: np.ndarray, valid: np.ndarray) -> float:
-    if reference is None:
-        return 1.0
-    gain = estimate_gain(reference, small, valid)
-    # Gains this close to 1 are estimation noise; rescaling would only round.
-    return gain if abs(gain - 1) > 1e-3 else 1.0
-
-
-def _corrected(image: np.ndarray, gray: np.ndarray, gain: float) -> tuple[np.ndarray, np.ndarray]:
-    if gain != 1.0:
-        image = _apply_gain(image, gain)
-        gray *= np.float32(gain)
-    return image, gray
-
-
-def _apply_gain(image: np.ndarray, gain: float) -> np.ndarray:
-    return round_into(image * np.float32(gain), image.dtype).astype(image.dtype)
-
-
-def _offset(small: np.ndarray) -> float:
-    return float(small.mean(dtype=np.float64)) if small.size else 0.0
-
-
-def _noise(gray: np.ndarray) -> float:
-    return noise_variance(gray) if min(gray.shape) >= 3 else 0.0
-
-
-# Only the part every slice covers has real pixels (and noise) in it; a central
-# piece of it this wide is plenty for a stationary noise level.
-_NOISE_SIDE = 1024
-
-
-def _noise_window(inner: tuple[slice, slice]) -> tuple[slice, slice]:
-    """The central piece of `inner`, at most _NOISE_SIDE square, where noise is measured."""
-    starts = [s.start + max(0, (s.stop - s.start - _NOISE_SIDE) // 2) for s in inner]
-    return tuple(slice(a, min(s.stop, a + _NOISE_SIDE)) for a, s in zip(starts, inner, strict=True))
-
-
-def _value_range(surveys: list[_Survey], dtype: np.dtype) -> tuple[float, float] | None:
-    """The stack's value range as the pyramid sees it (floats, integers scaled to [0, 1])."""
-    low, high = min(s.low for s in surveys), max(s.high for s in surveys)
-    if not np.isfinite([low, high]).all():
-        return None
-    scaled = convert_dtype(np.array([low, high], dtype), "float32")
-    return float(scaled[0]), float(scaled[1])
-
-
 # Pyramid levels when tiling: the residual at 1/64 scale is plenty for fusion, and
 # keeps the overlap a tile needs (a few pixels per pixel of that scale) bounded.
 _TILED_LEVELS = 6
-
-
-class _Argmax:
-    """Hard pick of each pixel's sharpest slice.
-
-    Each method's state has a ``prepare`` step, run in worker threads on one
-    slice at a time, and an ``update`` step, run in stack order, that folds
-    the prepared slice into the running result. ``reach`` is the overlap its
-    tiles need beyond the focus window, ``bytes_per_pixel`` its memory per
-    pixel of a tile, and ``regularize`` whether the depth map is regularised
-    over the whole frame once the tiles are done.
-    """
-
-    regularize = False
-
-    def __init__(
-        self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0, sigma: float = 2.0
-    ):
-        self.selector = ArgmaxSelector(shape[:2])
-        self.pick = HardPick(shape, dtype)
-
-    @staticmethod
-    def reach(levels: int, sigma: float) -> int:
-        return 0
-
-    @staticmethod
-    def bytes_per_pixel(shape: tuple[int, ...], dtype: np.dtype, threads: int) -> float:
-        # index, value, focus per slice in flight; pick and slices in flight
-        return 4 * (2 + 2 * threads) + _pixel_bytes(shape, dtype) * (2 + 2 * threads)
-
-    def prepare(self, image: np.ndarray, focus: np.ndarray) -> tuple:
-        return image, focus
-
-    def update(self, prepared: tuple) -> None:
-        image, focus = prepared
-        self.pick.update(image, self.selector.update(focus))
-
-    def result(self, noise: float, value_range: tuple[float, float] | None) -> list[np.ndarray]:
-        return _with_argmax_depth(self.pick.image, self.selector)
-
-
-class _Pyramid:
-    """Laplacian-pyramid fusion; depth from the argmax."""
-
-    regularize = False
-
-    def __init__(
-        self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0, sigma: float = 2.0
-    ):
-        self.selector = ArgmaxSelector(shape[:2])
-        self.fusion = PyramidFusion(shape, levels or None)
-        self.dtype = dtype
-
-    @staticmethod
-    def reach(levels: int, sigma: float) -> int:
-        # Analysis, selection by the reduced focus and synthesis each reach a
-        # kernel radius (2 px) of every level. Two pixels of the coarsest level
-        # gave tiles equal to the whole frame to the bit; four leave room.
-        return 4 * 2**levels
-
-    @staticmethod
-    def bytes_per_pixel(shape: tuple[int, ...], dtype: np.dtype, threads: int) -> float:
-        channels = shape[2] if len(shape) == 3 else 1
-        # Fused and in-flight pyramids (4/3 of a frame each) of float32 channels and
-        # energies, with the temporaries of building one.
-        return (4 * channels + 4) * 4 / 3 * (2 + threads) + 8 * 4 * channels
-
-    def prepare(self, image: np.ndarray, focus: np.ndarray) -> tuple:
-        return focus, self.fusion.decompose(convert_dtype(image, "float32"), focus)
-
-    def update(self, prepared: tuple) -> None:
-        focus, decomposed = prepared
-        self.selector.update(focus)
-        self.fusion.add(decomposed)
-
-    def result(self, noise: float, value_range: tuple[float, float] | None) -> list[np.ndarray]:
-        fused = self.fusion.result(value_range)
-        del self.fusion
-        composite = (
-            fused.astype(self.dtype) if self.dtype.kind == "f" else convert_dtype(fused, self.dtype)
-        )
-        return _with_argmax_depth(composite, self.selector)
-
-
-class _DepthMap:
-    """Sub-slice depth, regularised; composite blended around the focus peak."""
-
-    regularize = True
-
-    def __init__(
-        self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0, sigma: float = 2.0
-    ):
-        self.tracker = PeakTracker(shape[:2])
-        self.keep = PeakNeighbours(shape, dtype)
-        self.smooth = _BLEND_SMOOTH * sigma
-
-    @staticmethod
-    def reach(levels: int, sigma: float) -> int:
-        return int(4.0 * _BLEND_SMOOTH * sigma + 0.5)  # scipy's Gaussian: 4 sigmas
-
-    @staticmethod
-    def bytes_per_pixel(shape: tuple[int, ...], dtype: np.dtype, threads: int) -> float:
-        # Tracker frames and the finishing steps' temporaries, float32; three kept
-        # slices and the previous one, plus the slices in flight.
-        return 4 * (10 + 2 * threads) + _pixel_bytes(shape, dtype) * (4 + 2 * threads)
-
-    def prepare(self, image: np.ndarray, focus: np.ndarray) -> tuple:
-        return image, focus
-
-    def update(self, prepared: tuple) -> None:
-        image, focus = prepared
-        self.keep.update(image, *self.tracker.update(focus))
-
-    def result(self, noise: float, value_range: tuple[float, float] | None) -> list[np.ndarray]:
-        # Each step lets go of the frames it no longer needs: on large images
-        # the finishing steps, not the stream, set the peak memory.
-        t, keep = self.tracker, self.keep
-        t.release()
-        keep.release()
-        depth = subslice_peak(t.before, t.value, t.after)[0]
-        weights = neighbour_weights(t.before, t.value, t.after, noise)
-        missing = np.isnan(t.before), np.isnan(t.after)
-        t.before = t.after = None
-        confidence = _peak_confidence(t.value, t.total, t.count, noise)
-        t.total = None
-        depth += t.index
-        add_depth_weights(weights, depth, t.index, confidence, missing, sigma=self.smooth)
-        composite = keep.blend(weights)
-        del self.keep, keep, weights
-        return [composite, depth, t.value, confidence]
-
-
-# Blending follows the sub-slice depth smoothed over this many focus windows:
-# enough to overrule single-pixel outliers of the argmax, little enough to
-# keep depth steps.
-_BLEND_SMOOTH = 0.75
-
-
-def _pixel_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
-    return (shape[2] if len(shape) == 3 else 1) * np.dtype(dtype).itemsize
-
-
-_METHOD_STATE = {"depthmap": _DepthMap, "pyramid": _Pyramid, "argmax": _Argmax}
-
-
-def _with_argmax_depth(composite: np.ndarray, selector: ArgmaxSelector) -> list[np.ndarray]:
-    """Composite, whole-slice depth, sharpness and a textured/flat confidence."""
-    value = selector.value
-    return [composite, selector.index.astype(np.float32), value, _has_texture(value)]
-
-
-def _has_texture(value: np.ndarray) -> np.ndarray:
-    return (value > 0).astype(np.float32)
-
-
-def _peak_confidence(peak: np.ndarray, total: np.ndarray, n: int, noise: float) -> np.ndarray:
-    """Depth reliability in [0, 1]: how clearly the focus curve peaks.
-
-    Two conditions, multiplied: the peak's excess over the mean of the other
-    slices must stand out of the sensor noise (0 at noise level, 1 a few noise
-    units above), and must be a good share of the peak itself (0 below 30 %,
-    1 above 70 %), since compressed images hide their noise from the noise
-    estimate while their flat areas still have flat focus curves.
-    """
-    if n < 2:
-        return _has_texture(peak)
-    others = (total - peak) / (n - 1)
-    excess = peak - others
-    snr = np.clip((excess / np.float32(max(noise, 1e-12)) - 1) / 4, 0, 1)
-    share = np.clip((excess / np.maximum(peak, 1e-12) - 0.3) / 0.4, 0, 1)
-    return (snr * share).astype(np.float32)
