@@ -24,6 +24,12 @@ Suites (``all``: every suite but ``huge``):
 * ``big``: 20 slices, 4000x3000 (12 MP) RGB JPEG: each method. Bar: default < 1 GiB RSS.
 * ``huge`` (opt-in: slow, ~500 MB of files): 100 slices, 6000x4000 (24 MP) RGB JPEG:
   default merge. Bar: it completes with peak RSS < 2 GiB.
+* ``tiled`` (opt-in: ~1 GB of files): 10 slices, 8000x6000 16-bit grey TIFF: depthmap and
+  argmax without alignment, whole frame and ``--tile 2048``, and whether the composites
+  differ.
+* ``real`` (opt-in; skipped without ``../shared/stacks`` beside the project): the default
+  merge of every real stack there with and without alignment, best of two.
+  Bar: alignment adds at most 50%.
 
 Usage::
 
@@ -486,6 +492,56 @@ def suite_tiled(bench: Bench) -> Table:
     return table
 
 
+REAL_STACKS = Path(__file__).resolve().parents[1].parent / "shared" / "stacks"
+OVERHEAD_BAR = 0.5
+
+
+def real_stacks() -> list[tuple[str, list[str]]]:
+    """Name and inputs of each real stack: its images (not ground truth), or its first sub-stack."""
+    stacks = []
+    for folder in sorted(p for p in REAL_STACKS.glob("*") if p.is_dir() and p.name != "LICENSES"):
+        subfolders = sorted(p for p in folder.iterdir() if p.is_dir())
+        for source in (folder, *subfolders[:1]):
+            images = sorted(
+                str(p)
+                for p in source.iterdir()
+                if p.suffix.lower() in (".png", ".jpg", ".tif") and not p.name.startswith("gt_")
+            )
+            if images:
+                stacks.append((str(source.relative_to(REAL_STACKS)), images))
+                break
+    return stacks
+
+
+def suite_real(bench: Bench) -> Table:
+    """Alignment overhead of the default merge on the real stacks, best of two runs each."""
+    headers = ["stack", "none s", "aligned s", "overhead", "aligned RSS MiB"]
+    rows, notes = [], []
+    if not REAL_STACKS.is_dir():
+        return Table("real: skipped", headers, rows, [f"{REAL_STACKS} not found"])
+    for name, files in real_stacks():
+        jobs = [bench.merge("real", files, METHODS[0], a) for a in ("none", ALIGNS[0])]
+        runs: list[list[Run]] = [[], []]
+        for _ in range(max(2, bench.repeat)):
+            for job, done in zip(jobs, runs, strict=True):
+                done.append(measure(job.argv))
+        plain, aligned = (best_of(r) for r in runs)
+        overhead = ratio(aligned.wall, plain.wall)
+        overhead = None if overhead is None else overhead - 1
+        print(f"  real: {name}: {fmt_num(plain.wall, '.2f')} / {fmt_num(aligned.wall, '.2f')} s")
+        rows.append(
+            [
+                name,
+                fmt_num(plain.wall, ".2f"),
+                fmt_num(aligned.wall, ".2f"),
+                fmt_num(overhead, "+.0%"),
+                fmt_num(aligned.rss, ".0f"),
+            ]
+        )
+        notes.append(bar(f"{name}: alignment overhead", overhead, OVERHEAD_BAR, "+.0%"))
+    return Table("real: the stacks in ../shared/stacks", headers, rows, notes)
+
+
 SUITES: dict[str, Callable[[Bench], Table]] = {
     "jpeg": suite_jpeg,
     "tiff16": suite_tiff16,
@@ -493,8 +549,9 @@ SUITES: dict[str, Callable[[Bench], Table]] = {
     "big": suite_big,
     "huge": suite_huge,
     "tiled": suite_tiled,
+    "real": suite_real,
 }
-OPT_IN = {"huge", "tiled"}
+OPT_IN = {"huge", "tiled", "real"}
 
 
 def format_table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:

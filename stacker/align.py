@@ -554,14 +554,17 @@ def warp(
 
 def _resample(plane: np.ndarray, a: np.ndarray, out: tuple[int, int], order: int) -> np.ndarray:
     """Pillow's affine resampling of a float32 plane at ``a @ (row, col, 1)`` (0 outside)."""
-    # Pillow works in (x=col, y=row) with pixel centres at +0.5.
-    m = a[:2, :2][::-1, ::-1]
-    t = a[:2, 2][::-1] + 0.5 - m @ np.array([0.5, 0.5])
-    coeffs = (m[0, 0], m[0, 1], t[0], m[1, 0], m[1, 1], t[1])
     moved = Image.fromarray(plane).transform(
-        (out[1], out[0]), Image.Transform.AFFINE, coeffs, resample=_RESAMPLE[order]
+        (out[1], out[0]), Image.Transform.AFFINE, _pillow_coeffs(a), resample=_RESAMPLE[order]
     )
     return np.array(moved)
+
+
+def _pillow_coeffs(a: np.ndarray) -> tuple[float, ...]:
+    """Pillow's affine coefficients for `a`: (x=col, y=row), pixel centres at +0.5."""
+    m = a[:2, :2][::-1, ::-1]
+    t = a[:2, 2][::-1] + 0.5 - m @ np.array([0.5, 0.5])
+    return (m[0, 0], m[0, 1], t[0], m[1, 0], m[1, 1], t[1])
 
 
 _RESAMPLE = {0: Image.Resampling.NEAREST, 1: Image.Resampling.BILINEAR, 3: Image.Resampling.BICUBIC}
