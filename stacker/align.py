@@ -44,6 +44,7 @@ _COARSE = 256  # long side of the pyramid level where the global search runs
 _HIGHPASS = 8.0  # sigma, in level pixels, of the low frequencies dropped before matching
 _MATCH = 0.2  # quality below which a registration counts as failed
 _SIGNIFICANT = 0.75  # a motion must leave at most this share of the still mismatch
+_TRUST_GUESS = 0.9  # a pair started from its neighbour's motion must match this share as well
 _E = np.eye(6, dtype=np.float32).reshape(6, 2, 3)  # unit displacements of the six affine terms
 _BASES = {
     "translation": _E[[2, 5]],
@@ -428,10 +429,17 @@ def estimate_stack_transforms(
             # The anchor is the nearest slice towards the reference with a trusted
             # transform, so a slice that matches nothing (blank, or blurred beyond
             # recognition) is stepped over.
-            anchor, anchor_matrix = ref_pyr, np.eye(3)
+            anchor, anchor_matrix, guess, guess_quality = ref_pyr, np.eye(3), None, 0.0
         if progress is not None:
             progress(done, n)
-        pair, quality = _register(anchor, pyr, model)
+        pair, quality = _register(anchor, pyr, model, initial=guess)
+        if guess is not None and quality < _TRUST_GUESS * guess_quality:
+            # Neighbouring pairs move alike (breathing, drift), so the last pair's
+            # motion starts the next one's refinement; a bump that breaks the pattern
+            # shows as a worse match, and the global search runs after all.
+            searched, q_searched = _register(anchor, pyr, model)
+            if q_searched > quality:
+                pair, quality = searched, q_searched
         matrix = pair @ anchor_matrix
         if quality < _MATCH and anchor is not ref_pyr and model != "none":
             direct, q_direct = _register(ref_pyr, pyr, model)
@@ -439,6 +447,7 @@ def estimate_stack_transforms(
                 matrix, quality = direct, q_direct
         if quality >= _MATCH:
             anchor, anchor_matrix = pyr, matrix
+            guess, guess_quality = (None, 0.0) if model == "none" else (pair, quality)
         else:
             matrix = anchor_matrix  # no evidence of motion beats a random guess
         matrices[index], qualities[index] = matrix, quality
