@@ -244,3 +244,18 @@ def test_threads_option_gives_the_same_result(slices, tmp_path, capsys, threads)
     code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "b.png", "--threads", "2")
     assert code == 0, err
     np.testing.assert_array_equal(read_image(tmp_path / "a.png"), read_image(tmp_path / "b.png"))
+
+
+def test_tile_option_gives_the_same_result(slices, tmp_path, capsys):
+    paths, _ = slices
+    outputs = {}
+    for name, extra in (("whole", []), ("tiled", ["--tile", "32"])):
+        out, depth = tmp_path / f"{name}.png", tmp_path / f"{name}_depth.tif"
+        args = ["merge", *paths, "-o", out, "--depth", depth, "--depth-format", "float", *extra]
+        code, _, err = run(capsys, *args)
+        assert code == 0, err
+        outputs[name] = read_image(out), read_image(depth)
+    for whole, tiled in zip(outputs["whole"], outputs["tiled"], strict=True):
+        np.testing.assert_array_equal(whole, tiled)
+    code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.png", "--tile", "8")
+    assert code == 2 and "--tile" in err
