@@ -87,18 +87,36 @@ def _scaled(matrix: np.ndarray, factor: float, centre: float = 0.0) -> np.ndarra
     return np.linalg.inv(s) @ matrix @ s
 
 
-def _pyramid(gray: np.ndarray) -> list[np.ndarray]:
-    """Band-passed Gaussian pyramid, finest first; level l+1 pixel i is level l pixel 2i."""
-    levels = []
-    image = np.asarray(gray, np.float32)
-    while True:
-        # The band-pass removes the haze that defocus spreads around bright objects, the
-        # part of the signal that differs most between slices focused at different depths.
+class _Pyramid:
+    """Band-passed Gaussian pyramid, finest first; level l+1 pixel i is level l pixel 2i.
+
+    The finest level, the costliest to band-pass, is made when first asked for:
+    a pair found still one level up never needs it.
+    """
+
+    def __init__(self, gray: np.ndarray):
+        image = np.asarray(gray, np.float32)
         smooth = ndi.gaussian_filter(image, 1.0)
-        levels.append(smooth - ndi.gaussian_filter(smooth, _HIGHPASS, truncate=3.0))
-        if max(image.shape) <= _COARSE or min(image.shape) < 64:
-            return levels
-        image = smooth[::2, ::2]
+        self._finest = smooth
+        self._levels: list[np.ndarray | None] = [None]
+        while max(image.shape) > _COARSE and min(image.shape) >= 64:
+            image = smooth[::2, ::2]
+            smooth = ndi.gaussian_filter(image, 1.0)
+            self._levels.append(_band_pass(smooth))
+
+    def __len__(self) -> int:
+        return len(self._levels)
+
+    def __getitem__(self, level: int) -> np.ndarray:
+        if self._levels[level] is None:
+            self._levels[level], self._finest = _band_pass(self._finest), None
+        return self._levels[level]
+
+
+def _band_pass(smooth: np.ndarray) -> np.ndarray:
+    # The band-pass removes the haze that defocus spreads around bright objects, the
+    # part of the signal that differs most between slices focused at different depths.
+    return smooth - ndi.gaussian_filter(smooth, _HIGHPASS, truncate=3.0)
 
 
 def _hann(shape: tuple[int, int]) -> np.ndarray:
@@ -260,7 +278,7 @@ def _register(ref_pyr, mov_pyr, model, initial=None):
         # A still pair shows it one level up already: the finest level, the
         # costliest, is left out.
         if level == 1 and not _significant(ref_pyr[1], mov_pyr[1], rho):
-            return np.eye(3), _still_match(ref_pyr[0], mov_pyr[0])
+            return np.eye(3), _still_match(ref_pyr[1], mov_pyr[1])
         if level:
             matrix = _scaled(matrix, 0.5)
     if not _significant(ref_pyr[0], mov_pyr[0], rho):
@@ -331,7 +349,7 @@ def estimate_transform(
     if ref.shape != mov.shape:
         raise ValueError(f"moving must have the shape of reference {ref.shape}, got {mov.shape}")
     initial = None if initial is None else _check_matrix(initial, "initial")
-    return _register(_pyramid(ref), _pyramid(mov), model, initial)
+    return _register(_Pyramid(ref), _Pyramid(mov), model, initial)
 
 
 def block_mean(gray: np.ndarray, k: int) -> np.ndarray:
@@ -415,7 +433,7 @@ def estimate_stack_transforms(
     def load(image: np.ndarray, index: int) -> list[np.ndarray]:
         if image.shape[:2] != shape[:2]:
             raise ValueError(f"stack slice {index} has shape {image.shape}, reference {shape}")
-        return _pyramid(block_mean(to_gray(image), k))
+        return _Pyramid(block_mean(to_gray(image), k))
 
     ref_pyr = load(first, ref_index)
     del first
