@@ -22,6 +22,7 @@ from PIL import Image
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 
+from ._filters import gaussian
 from ._parallel import ordered_map
 from .focus import to_gray
 from .io import atomic_output, round_into
@@ -96,12 +97,12 @@ class _Pyramid:
 
     def __init__(self, gray: np.ndarray):
         image = np.asarray(gray, np.float32)
-        smooth = ndi.gaussian_filter(image, 1.0)
+        smooth = gaussian(image, 1.0)
         self._finest = smooth
         self._levels: list[np.ndarray | None] = [None]
         while max(image.shape) > _COARSE and min(image.shape) >= 64:
             image = smooth[::2, ::2]
-            smooth = ndi.gaussian_filter(image, 1.0)
+            smooth = gaussian(image, 1.0)
             self._levels.append(_band_pass(smooth))
 
     def __len__(self) -> int:
@@ -116,7 +117,7 @@ class _Pyramid:
 def _band_pass(smooth: np.ndarray) -> np.ndarray:
     # The band-pass removes the haze that defocus spreads around bright objects, the
     # part of the signal that differs most between slices focused at different depths.
-    return smooth - ndi.gaussian_filter(smooth, _HIGHPASS, truncate=3.0)
+    return smooth - gaussian(smooth, _HIGHPASS, truncate=3.0)
 
 
 def _hann(shape: tuple[int, int]) -> np.ndarray:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
+from ._filters import gaussian
+
 __all__ = [
     "FOCUS_MEASURES",
     "focus_radius",
@@ -100,9 +102,9 @@ def local_variance(
     reuse = overwrite and gray.dtype == np.float32 and gray.flags.writeable
     offset = gray.mean(dtype=np.float64) if offset is None else offset
     x = np.subtract(gray, offset, dtype=np.float32, out=gray if reuse else None)
-    mean = ndimage.gaussian_filter(x, sigma, mode="reflect", truncate=_TRUNCATE)
+    mean = gaussian(x, sigma, truncate=_TRUNCATE)
     np.multiply(x, x, out=x)
-    variance = ndimage.gaussian_filter(x, sigma, mode="reflect", output=x, truncate=_TRUNCATE)
+    variance = gaussian(x, sigma, truncate=_TRUNCATE, out=x)
     variance -= np.multiply(mean, mean, out=mean)
     # Rounding can leave tiny negatives where the true variance is zero.
     np.maximum(variance, 0, out=variance)
