@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 def ordered_map(func: Callable, items: Iterable, threads: int) -> Iterator:
     """``map(func, items)`` on a thread pool, in order, with bounded read-ahead.
 
-    At most ``threads`` items are in flight (running, or done and waiting), so
-    memory stays a few slices whatever the stack's length. Decoders,
-    scipy.ndimage and Pillow release the GIL, so threads run their heavy loops
-    in parallel.
+    At most ``threads + 1`` items are in flight (running, waiting to run, or
+    done and waiting), so memory stays a few slices whatever the stack's
+    length. Decoders, scipy.ndimage and Pillow release the GIL, so threads run
+    their heavy loops in parallel.
 
     Parameters
     ----------
@@ -37,7 +37,9 @@ def ordered_map(func: Callable, items: Iterable, threads: int) -> Iterator:
         try:
             for item in items:
                 pending.append(pool.submit(func, item))
-                if len(pending) >= threads:
+                # One more than the workers: while the caller consumes a result,
+                # every worker still has an item.
+                if len(pending) > threads:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
