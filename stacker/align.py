@@ -431,7 +431,7 @@ def estimate_stack_transforms(
     first = np.asarray(stack[ref_index])
     shape, k = first.shape, int(np.ceil(max(first.shape[:2]) / max_size))
 
-    def load(image: np.ndarray, index: int) -> list[np.ndarray]:
+    def load(image: np.ndarray, index: int) -> _Pyramid:
         if image.shape[:2] != shape[:2]:
             raise ValueError(f"stack slice {index} has shape {image.shape}, reference {shape}")
         return _Pyramid(block_mean(to_gray(image), k))
