@@ -278,27 +278,24 @@ def _register(ref_pyr, mov_pyr, model, initial=None):
         matrix, rho = _ecc(ref_pyr[level], mov_pyr[level], matrix, level_model, iters, tol)
         # A still pair shows it one level up already: the finest level, the
         # costliest, is left out.
-        if level == 1 and not _significant(ref_pyr[1], mov_pyr[1], rho):
-            return np.eye(3), _still_match(ref_pyr[1], mov_pyr[1])
+        if level == 1 and (still := _still_unless_moved(ref_pyr[1], mov_pyr[1], rho)) is not None:
+            return np.eye(3), still
         if level:
             matrix = _scaled(matrix, 0.5)
-    if not _significant(ref_pyr[0], mov_pyr[0], rho):
-        return np.eye(3), _still_match(ref_pyr[0], mov_pyr[0])
+    if (still := _still_unless_moved(ref_pyr[0], mov_pyr[0], rho)) is not None:
+        return np.eye(3), still
     return matrix, max(0.0, rho)
 
 
-def _still_match(ref: np.ndarray, mov: np.ndarray) -> float:
-    return max(0.0, _ecc(ref, mov, np.eye(3), "translation", 0, 0.0)[1])
-
-
-def _significant(ref: np.ndarray, mov: np.ndarray, rho: float) -> bool:
-    """Whether a motion matching to `rho` beats no motion at all.
+def _still_unless_moved(ref: np.ndarray, mov: np.ndarray, rho: float) -> float | None:
+    """The match without motion, unless a motion matching to `rho` clearly beats it (None).
 
     Differently focused slices of a still subject also "move" a little: the
     sharp region wanders across the frame and the fit follows it. A motion
     must remove a good share of the mismatch to count.
     """
-    return 1 - rho <= _SIGNIFICANT * (1 - _still_match(ref, mov))
+    still = max(0.0, _ecc(ref, mov, np.eye(3), "translation", 0, 0.0)[1])
+    return None if 1 - rho <= _SIGNIFICANT * (1 - still) else still
 
 
 def estimate_transform(

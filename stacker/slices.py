@@ -49,13 +49,13 @@ class SliceReader:
         shape = (part[0].stop - part[0].start, part[1].stop - part[1].start)
         return warp(source, matrix, output_shape=shape, origin=origin)
 
-    def block_means(self, k: int, matrix: np.ndarray, tiles: list[Tile]) -> tuple:
+    def block_means(self, k: int, matrix: np.ndarray, tiles: list[Tile], source=None) -> tuple:
         """Block-averaged grey, where every pixel of a block has data, and the value range.
 
         Read a tile at a time; tile cores start on the block grid, so the
         result is the block mean of the whole warped slice.
         """
-        source = self.stack.window(k)
+        source = self.stack.window(k) if source is None else source
         rows, cols = (s.stop - s.start for s in self.frame)
         small = np.empty((rows // self.block, cols // self.block), np.float32)
         small_valid = np.empty(small.shape, bool)
@@ -74,9 +74,11 @@ class SliceReader:
 
     def survey(self, k: int, tiles: list[Tile], reference_small: np.ndarray | None) -> Survey:
         """Gain, noise and value range of slice `k`, reading it a tile at a time."""
-        small, small_valid, low, high = self.block_means(k, self.matrices[k], tiles)
+        # One read of the slice serves both (compressed files decode whole).
+        source = self.stack.window(k)
+        small, small_valid, low, high = self.block_means(k, self.matrices[k], tiles, source)
         gain = _gain(reference_small, small, small_valid)
-        image, _ = self.warped(k, self.matrices[k], self.noise_window)
+        image, _ = self.warped(k, self.matrices[k], self.noise_window, source)
         gray = to_gray(image)
         if gain != 1.0:
             gray *= np.float32(gain)
