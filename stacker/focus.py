@@ -19,6 +19,7 @@ __all__ = [
     "check_measure",
     "focus_measure",
     "local_variance",
+    "mean_local_std",
     "noise_variance",
     "to_gray",
 ]
@@ -111,18 +112,77 @@ def local_variance(
     return variance
 
 
-FOCUS_MEASURES: dict[str, Callable[..., np.ndarray]] = {"variance": local_variance}
+def mean_local_std(
+    gray: np.ndarray, *, sigma: float = 2.0, overwrite: bool = False, offset: float | None = None
+) -> np.ndarray:
+    """Squared Gaussian-weighted mean of the fine-scale local standard deviation.
+
+    The local variance in a window of ``sigma / 2`` is square-rooted, averaged
+    over a window of ``0.75 * sigma`` and squared back to the units of
+    variance. The two windows in series see about as far as the reference
+    measure's (``sqrt(0.5**2 + 0.75**2) = 0.9`` of `sigma`).
+
+    Averaging standard deviations instead of variances (a power mean of order
+    1/2) lets a window's typical texture count, where the variance is ruled by
+    its strongest edge. Beside an occlusion edge, the sharp contour of the near
+    object in a slice focused on it no longer outvotes the far background's own
+    texture, so the background keeps its sharp slice and the composite's halo
+    narrows.
+
+    Parameters
+    ----------
+    gray : (M, N) ndarray
+        Grey image.
+    sigma : float, optional
+        Focus window in pixels, as for :func:`local_variance`.
+    overwrite : bool, optional
+        Allow the result to be computed in `gray`'s memory when it is a
+        writable float32 array.
+    offset : float, optional
+        Value subtracted from `gray` first (see :func:`local_variance`).
+
+    Returns
+    -------
+    focus : (M, N) ndarray of float32
+        Never negative; equals the local variance on uniform texture.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> edge = np.zeros((40, 40)); edge[:, 20:] = 1
+    >>> texture = 0.5 + 0.3 * rng.standard_normal((40, 40))
+    >>> # The edge has the larger variance but the smaller mean deviation.
+    >>> bool(local_variance(edge)[20, 17] > local_variance(texture)[20, 17])
+    True
+    >>> bool(mean_local_std(edge)[20, 17] < mean_local_std(texture)[20, 17])
+    True
+    """
+    std = local_variance(gray, sigma=sigma * _FINE, overwrite=overwrite, offset=offset)
+    np.sqrt(std, out=std)
+    mean = gaussian(std, sigma * _OUTER, truncate=_TRUNCATE, out=std)
+    return np.multiply(mean, mean, out=mean)
+
+
+FOCUS_MEASURES: dict[str, Callable[..., np.ndarray]] = {
+    "variance": local_variance,
+    "mean-std": mean_local_std,
+}
 # Three sigmas hold 99.7 % of the window; the fourth would cost 30 % more time.
 _TRUNCATE = 3.0
+# mean_local_std's windows, in units of sigma.
+_FINE = 0.5
+_OUTER = 0.75
 
 
-def focus_radius(sigma: float) -> int:
-    """How far the focus measures reach: the value at a pixel depends on pixels this close.
+def focus_radius(sigma: float, measure: str = "variance") -> int:
+    """How far a focus measure reaches: the value at a pixel depends on pixels this close.
 
     Parameters
     ----------
     sigma : float
         Focus window (Gaussian standard deviation) in pixels.
+    measure : str, optional
+        A key of :data:`FOCUS_MEASURES`.
 
     Returns
     -------
@@ -132,9 +192,17 @@ def focus_radius(sigma: float) -> int:
 
     Examples
     --------
-    >>> focus_radius(2.0)
-    6
+    >>> focus_radius(2.0), focus_radius(2.0, "mean-std")
+    (6, 8)
     """
+    check_measure(measure, sigma)
+    if measure == "mean-std":
+        return _radius(_FINE * sigma) + _radius(_OUTER * sigma)
+    return _radius(sigma)
+
+
+def _radius(sigma: float) -> int:
+    # scipy's kernel radius for a Gaussian truncated at _TRUNCATE sigmas
     return int(_TRUNCATE * float(sigma) + 0.5)
 
 

@@ -22,10 +22,12 @@ class ArgmaxState:
     the prepared slice into the running result. ``reach`` is the overlap its
     tiles need beyond the focus window, ``bytes_per_pixel`` its memory per
     pixel of a tile, and ``regularize`` whether the depth map is regularised
-    over the whole frame once the tiles are done.
+    over the whole frame once the tiles are done; ``measure`` names its
+    default focus measure.
     """
 
     regularize = False
+    measure = "variance"
 
     def __init__(
         self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0, sigma: float = 2.0
@@ -57,6 +59,7 @@ class PyramidState:
     """Laplacian-pyramid fusion; depth from the argmax."""
 
     regularize = False
+    measure = "variance"
 
     def __init__(
         self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0, sigma: float = 2.0
@@ -100,6 +103,7 @@ class DepthMapState:
     """Sub-slice depth, regularised; composite blended around the focus peak."""
 
     regularize = True
+    measure = "mean-std"
 
     def __init__(
         self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0, sigma: float = 2.0

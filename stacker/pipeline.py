@@ -85,7 +85,7 @@ def merge(
     *,
     method: str = "depthmap",
     sigma: float = 2.0,
-    measure: str = "variance",
+    measure: str | None = None,
     order: str = "natural",
     align: str = "similarity",
     align_reference: int | None = None,
@@ -116,7 +116,9 @@ def merge(
     sigma : float, optional
         Focus window (Gaussian standard deviation) in pixels.
     measure : str, optional
-        Focus measure name (see :data:`stacker.focus.FOCUS_MEASURES`).
+        Focus measure name (see :data:`stacker.focus.FOCUS_MEASURES`). Default:
+        ``'mean-std'`` for ``'depthmap'``, whose depth edges it keeps tighter,
+        and the reference ``'variance'`` for the other methods.
     order : {'natural', 'given'}, optional
         File order (see :func:`stacker.io.open_stack`).
     align : {'similarity', 'translation', 'affine', 'none'}, optional
@@ -186,6 +188,8 @@ def merge(
         raise ValueError(
             f"on_align_fail must be one of {', '.join(ALIGN_FAIL)}; got {on_align_fail!r}"
         )
+    state_class = STATES[method]
+    measure = state_class.measure if measure is None else measure
     measure_func = check_measure(measure, sigma)
     threads = (os.cpu_count() or 1) if threads is None else threads
     if not isinstance(threads, int) or threads < 1:
@@ -206,14 +210,13 @@ def merge(
     # Registration needs some image to work with; smaller frames are taken as still.
     aligning = transforms is None and align != "none" and n > 1 and min(stack.shape[:2]) >= 16
     passes = 2 if aligning else 1
-    state_class = STATES[method]
     side = tile_size
     if side is None:
         budget = available_memory()
         side = choose_tile_side(
             stack.shape,
             state_class.bytes_per_pixel(stack.shape, stack.dtype, threads),
-            focus_radius(sigma),
+            focus_radius(sigma, measure),
             None if budget is None else budget // 2,
         )
     if side is not None and side >= max(stack.shape[:2]):
@@ -254,7 +257,8 @@ def merge(
         levels = min(levels, _TILED_LEVELS)
         # Pyramid tiles must start on the coarsest level's grid, gain tiles on the block grid.
         grid = 2**levels if method == "pyramid" else 1
-        margin = -(-(focus_radius(sigma) + state_class.reach(levels, sigma)) // grid) * grid
+        reach = focus_radius(sigma, measure) + state_class.reach(levels, sigma)
+        margin = -(-reach // grid) * grid
         tiles = tile_grid(out_shape, side, margin, math.lcm(block, grid))
     else:
         tiles = tile_grid(out_shape, None, 0)

@@ -3,6 +3,7 @@ import tracemalloc
 import numpy as np
 import pytest
 from conftest import band_interior, psnr, region_stack
+from scipy import ndimage
 
 import stacker
 from stacker.align import warp
@@ -66,6 +67,24 @@ def test_every_method_recovers_the_dome(dome, method):
     result = stacker.merge(stack, method=method)
     assert np.mean(np.abs(result.depth - height)[8:-8, 8:-8] <= 1) > 0.99
     assert psnr(convert_dtype(result.composite, "float32"), sharp) > 33
+
+
+def test_depthmap_narrows_the_halo_at_an_occlusion_edge():
+    shape, n = (128, 128), 8
+    sharp = texture(shape, channels=3, seed=2)
+    height = (height_field("object", shape, seed=2) * (n - 1)).astype(np.float32)
+    stack = render_stack(sharp, height, n, blur_per_slice=1.5, noise=0.01, seed=2)
+    near = height > 3.5
+    band = ndimage.binary_dilation(near, iterations=6) & ~ndimage.binary_erosion(near, iterations=6)
+
+    def band_psnr(**kwargs):
+        composite = convert_dtype(stacker.merge(stack, **kwargs).composite, "float32")
+        return psnr(composite[band], sharp[band])
+
+    default = band_psnr()
+    # Measured: 27.69 dB, against 27.08 with the variance measure and 26.91 for argmax.
+    assert default > band_psnr(measure="variance") + 0.3
+    assert default > band_psnr(method="argmax") + 0.4
 
 
 def test_confidence_is_low_on_flat_field_and_high_on_texture():
