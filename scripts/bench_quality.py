@@ -5,7 +5,8 @@ known height field, defocus blur, occlusion and sensor noise), merged with every
 ``stacker.pipeline.METHODS``, and scored against the truth: composite PSNR and SSIM against the
 sharp image, PSNR in a band around depth discontinuities (halos), and depth error on textured
 pixels. Two references are added as rows: ``oracle`` (each pixel from the slice nearest its
-true height, the best a hard pick can do) and ``enfuse`` (when the binary is installed).
+true height, the best a hard pick can do), ``enfuse`` (when the binary is installed) and
+``openfocus`` (a neural stacker, when ``$OPENFOCUS`` names its executable or it is on the PATH).
 
 A second table scores alignment: the slices of a few scenes are moved by a KNOWN similarity
 (focus breathing, drift, rotation) and given exposure flicker, and ``stacker.merge`` must
@@ -47,7 +48,7 @@ from scipy import ndimage as ndi
 import stacker
 from stacker import synthetic
 from stacker.depth import depth_preview
-from stacker.io import convert_dtype, write_image
+from stacker.io import convert_dtype, read_image, write_image
 from stacker.pipeline import METHODS
 
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -252,6 +253,42 @@ def enfuse_merge(stack: np.ndarray) -> tuple[np.ndarray, float]:
     return (fused[..., 0] if stack.ndim == 3 else fused[..., :3]), seconds
 
 
+def openfocus_command() -> str | None:
+    """The openfocus executable: $OPENFOCUS, else ``openfocus`` on the PATH, else None.
+
+    openfocus (PyPI) needs torch; keep it in a virtual environment of its own and
+    point $OPENFOCUS at its ``bin/openfocus``.
+    """
+    return os.environ.get("OPENFOCUS") or shutil.which("openfocus")
+
+
+def openfocus_merge(command: str, stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Fuse with openfocus's default model (StackMFF-v3); return composite, depth and time.
+
+    Slices go through PNG in their own bit depth, exposure matching off. Its grey
+    depth map holds ``floor(255 * k / (n - 1))`` for the (probability-weighted)
+    slice k, the first file being slice 0: read back, depth is quantised to
+    (n - 1) / 255 slices. The time covers the openfocus process, torch start-up included.
+    """
+    n = len(stack)
+    with tempfile.TemporaryDirectory(prefix="bench_quality_") as tmp:
+        folder = Path(tmp) / "slices"
+        folder.mkdir()
+        for k, image in enumerate(stack):
+            write_image(str(folder / f"slice_{k:03d}.png"), image)
+        out, depth = Path(tmp) / "fused.png", Path(tmp) / "depth.png"
+        cmd = [command, "-i", str(folder), "-o", str(out), "-D", str(depth),
+               "--depth-colormap", "gray", "--cpu", "--no-exposure-match"]
+        env = {**os.environ, "OPENFOCUS_LOG_DIR": tmp}
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, env=env)
+        seconds = time.perf_counter() - start
+        fused = read_image(out)  # Pillow would cut 16-bit RGB PNG to 8 bits
+        index = read_image(depth)[..., 0].astype(np.float32) * np.float32((n - 1) / 255)
+    # Grey slices come back as RGB with three equal channels.
+    return (fused[..., 0] if stack.ndim == 3 else fused), index, seconds
+
+
 def run_scene(scene: Scene, shape: tuple[int, int], save_dir: Path | None) -> list[Row]:
     """Render one scene, run every method and reference, score and optionally save them."""
     start = time.perf_counter()
@@ -274,6 +311,11 @@ def run_scene(scene: Scene, shape: tuple[int, int], save_dir: Path | None) -> li
         fused, seconds = enfuse_merge(truth.stack)
         rows.append(score(scene, truth, "enfuse", fused, None, seconds))
         outputs["enfuse"] = (fused, None)
+    command = openfocus_command()
+    if command:
+        fused, depth, seconds = openfocus_merge(command, truth.stack)
+        rows.append(score(scene, truth, "openfocus", fused, depth, seconds))
+        outputs["openfocus"] = (fused, depth)
     for row in rows:
         log(f"  {row.method}: {fmt(row.psnr, '.2f')} dB, {fmt(row.seconds, '.2f')} s")
     if save_dir is not None:
@@ -699,7 +741,9 @@ def caption(scenes: list[Scene], quick: bool) -> str:
         f"only (local std of the truth's luma, Gaussian sigma {TEXTURE_SIGMA:g}, above "
         f"{TEXTURE_STD}). oracle: each pixel from the slice nearest its true height; enfuse: "
         "`--exposure-weight=0 --saturation-weight=0 --contrast-weight=1 --hard-mask`, time is "
-        "the enfuse process alone."
+        "the enfuse process alone; openfocus (when $OPENFOCUS or `openfocus` is found): its "
+        "default model, `--cpu --no-exposure-match`, depth read from its grey map (quantised "
+        "to (n-1)/255 slice), time is the process with torch start-up."
     )
 
 

@@ -186,7 +186,7 @@ def _ecc(ref, mov, matrix, model, max_iter, tol):
     for it in range(max_iter + 1):
         # Samples outside `mov` are masked out below, so no edge padding is needed.
         still = np.array_equal(matrix, np.eye(3))
-        warped = mov if still else _resample(mov, matrix, (h, w), 1)
+        warped = mov if still else _resample(mov, matrix, (h, w), "linear")
         lo, hi = _footprint(matrix, (h, w), mov.shape)
         inside = (np.arange(w) >= lo[:, None]) & (np.arange(w) <= hi[:, None])
         # Only pixels whose gradient reads samples from inside `mov` count.
@@ -495,7 +495,7 @@ def warp(
     *,
     output_shape: tuple[int, int] | None = None,
     origin: tuple[int, int] = (0, 0),
-    order: int = 3,
+    interpolation: str = "lanczos",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Resample a slice, or the part of it a window needs, into the reference frame.
 
@@ -511,10 +511,12 @@ def warp(
     origin : tuple of int, optional
         Reference-frame ``(row, col)`` of the window's first pixel, so that
         tiles of one frame can be warped one at a time.
-    order : {0, 1, 3}, optional
-        Interpolation: nearest, bilinear or bicubic (default: bicubic, which
-        keeps fine detail that bilinear interpolation would blur, and so
-        keeps focus measures comparable between warped and unwarped slices).
+    interpolation : {'lanczos', 'linear', 'nearest'}, optional
+        ``'lanczos'`` (default): OpenCV's 8x8 Lanczos kernel, which keeps the
+        fine detail a focus measure looks for: on the alignment benchmark,
+        stacking with the true transforms lost 0.30-0.53 dB to resampling,
+        against 0.47-0.90 dB with bicubic interpolation. Frames wider than
+        32767 px fall back to Pillow's bicubic.
 
     Returns
     -------
@@ -529,16 +531,18 @@ def warp(
         image = np.asarray(image)
     if image.ndim not in (2, 3) or image.dtype.kind not in "uif":
         raise ValueError(f"image must be a numeric (M, N) or (M, N, C) array, got {image.shape}")
-    a = _check_matrix(matrix, "matrix")
-    if order not in _RESAMPLE:
-        raise ValueError(f"order must be 0, 1 or 3, got {order!r}")
+    matrix = _check_matrix(matrix, "matrix")
+    if interpolation not in _RESAMPLE:
+        raise ValueError(
+            f"interpolation must be one of {', '.join(_RESAMPLE)}, got {interpolation!r}"
+        )
     size = image.shape[:2]
     out = size if output_shape is None else tuple(int(s) for s in output_shape)
     if len(out) != 2 or min(out) < 1:
         raise ValueError(f"output_shape must be (rows, cols), got {output_shape!r}")
     if len(origin) != 2 or any(int(o) != o for o in origin):
         raise ValueError(f"origin must be (row, col) integers, got {origin!r}")
-    a = a.copy()
+    a = matrix.copy()
     a[:2, 2] += a[:2, :2] @ np.asarray(origin, dtype=np.float64)
     lo, hi = _footprint(a, out, size)
     valid = (np.arange(out[1]) >= lo[:, None]) & (np.arange(out[1]) <= hi[:, None])
@@ -553,34 +557,93 @@ def warp(
         return image[r[:, None], c], valid
     corners = a[:2, :2] @ np.array([[0, 0, out[0] - 1, out[0] - 1], [0, out[1] - 1, 0, out[1] - 1]])
     corners += a[:2, 2:]
-    # Read only the source the window samples: the bicubic kernel reaches two
+    # Read only the source the window samples: the Lanczos kernel reaches four
     # pixels beyond each sample.
-    start = np.clip(np.floor(corners.min(axis=1)).astype(int) - 2, 0, np.array(size) - 1)
-    stop = np.clip(np.ceil(corners.max(axis=1)).astype(int) + 3, start + 1, np.array(size))
+    start = np.clip(np.floor(corners.min(axis=1)).astype(int) - 4, 0, np.array(size) - 1)
+    stop = np.clip(np.ceil(corners.max(axis=1)).astype(int) + 5, start + 1, np.array(size))
     image = np.asarray(image[start[0] : stop[0], start[1] : stop[1]])
+    if max(*image.shape[:2], out[1]) < _CV_LIMIT and image.shape[2:] in ((), (1,), (3,), (4,)):
+        return _remap(image, matrix, origin, out, start, interpolation), valid
     a[:2, 2] -= start
-    corners -= start[:, None]
-    limit, size = max(*size, *out), image.shape[:2]
-    # Pad by repeating edges as far as the output reaches outside the image,
-    # so the resampler never sees its black surround.
+    return _resample_channels(image, a, out, interpolation), valid
+
+
+def _remap(image, matrix, origin, out, start, interpolation: str) -> np.ndarray:
+    """OpenCV's resampling of `image`, cut from its slice at `start`, into the window.
+
+    OpenCV resamples three to five times as fast as Pillow and closer to the
+    exact interpolant (RMS 0.66 against 1.41 grey levels on 8-bit texture
+    moved by a 1 % scale change). Like its ``warpAffine``, sample positions are
+    sums of a row and a column term in 1/1024 px, rounded to 1/32 px; here
+    both terms come from frame coordinates, so a tile samples exactly where
+    the whole frame does. Strips of rows keep the coordinate maps small.
+    """
+    # Imported here: OpenCV takes 0.15 s and 20 MB to load, which runs that
+    # warp nothing (still stacks, `--align none`) should not pay.
+    import cv2
+
+    dtype = image.dtype
+    source = image if dtype in _CV_TYPES else image.astype(np.float64)
+    rows = np.arange(origin[0], origin[0] + out[0], dtype=np.float64)
+    cols = np.arange(origin[1], origin[1] + out[1], dtype=np.float64)
+    col_terms = [_fixed(matrix[i, 1] * cols) for i in (0, 1)]
+    # Half a 1/32 px step, so the shifts below round instead of truncating.
+    offsets = [_fixed(matrix[i, 0] * rows + matrix[i, 2]) - 1024 * start[i] + 16 for i in (0, 1)]
+    result = np.empty((*out, *image.shape[2:]), dtype)
+    for r in range(0, out[0], _STRIP):
+        y, x = (np.add.outer(offsets[i][r : r + _STRIP], col_terms[i]) >> 5 for i in (0, 1))
+        if interpolation == "nearest":
+            whole, fraction = np.stack([(x + 16) >> 5, (y + 16) >> 5], axis=-1), None
+        else:
+            whole = np.stack([x >> 5, y >> 5], axis=-1)
+            fraction = ((y & 31) << 5 | (x & 31)).astype(np.uint16)
+        moved = cv2.remap(
+            source,
+            whole.astype(np.int16),
+            fraction,
+            getattr(cv2, _CV_INTERPOLATION[interpolation]),
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        if source is not image:
+            round_into(moved, dtype)
+        result[r : r + _STRIP] = moved.reshape(-1, *result.shape[1:])
+    return result
+
+
+def _fixed(coordinates: np.ndarray) -> np.ndarray:
+    return np.rint(coordinates * 1024).astype(np.int32)
+
+
+def _resample_channels(image: np.ndarray, a: np.ndarray, out, interpolation: str) -> np.ndarray:
+    """Pillow's resampling of every channel, for frames too large for OpenCV."""
+    size = image.shape[:2]
+    corners = a[:2, :2] @ np.array([[0, 0, out[0] - 1, out[0] - 1], [0, out[1] - 1, 0, out[1] - 1]])
+    corners += a[:2, 2:]
+    # Pillow fills the outside with zeros: pad by repeating edges as far as the
+    # output reaches outside the image, so the resampler never sees that surround.
     reach = max(0.0, -corners.min(), *(corners.max(axis=1) - (np.array(size) - 1)))
-    pad = min(int(np.ceil(reach)) + 3, limit)
+    pad = min(int(np.ceil(reach)) + 3, max(*size, *out))
     shift = np.eye(3)
     shift[:2, 2] = pad
     planes = image.reshape(*size, -1)
     result = np.empty((*out, planes.shape[-1]), image.dtype)
     for ch in range(planes.shape[-1]):
         padded = np.pad(planes[..., ch].astype(np.float32), pad, mode="edge")
-        moved = _resample(padded, shift @ a, out, order)
+        moved = _resample(padded, shift @ a, out, interpolation)
         del padded  # one padded channel at a time: large frames are several hundred MB
         result[..., ch] = round_into(moved, image.dtype)
-    return result.reshape(*out, *image.shape[2:]), valid
+    return result.reshape(*out, *image.shape[2:])
 
 
-def _resample(plane: np.ndarray, a: np.ndarray, out: tuple[int, int], order: int) -> np.ndarray:
+def _resample(
+    plane: np.ndarray, a: np.ndarray, out: tuple[int, int], interpolation: str
+) -> np.ndarray:
     """Pillow's affine resampling of a float32 plane at ``a @ (row, col, 1)`` (0 outside)."""
     moved = Image.fromarray(plane).transform(
-        (out[1], out[0]), Image.Transform.AFFINE, _pillow_coeffs(a), resample=_RESAMPLE[order]
+        (out[1], out[0]),
+        Image.Transform.AFFINE,
+        _pillow_coeffs(a),
+        resample=_RESAMPLE[interpolation],
     )
     return np.array(moved)
 
@@ -592,7 +655,20 @@ def _pillow_coeffs(a: np.ndarray) -> tuple[float, ...]:
     return (m[0, 0], m[0, 1], t[0], m[1, 0], m[1, 1], t[1])
 
 
-_RESAMPLE = {0: Image.Resampling.NEAREST, 1: Image.Resampling.BILINEAR, 3: Image.Resampling.BICUBIC}
+# Pillow's affine transform has no Lanczos kernel: bicubic is its sharpest.
+_RESAMPLE = {
+    "lanczos": Image.Resampling.BICUBIC,
+    "linear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+}
+_CV_INTERPOLATION = {
+    "lanczos": "INTER_LANCZOS4",
+    "linear": "INTER_LINEAR",
+    "nearest": "INTER_NEAREST",
+}
+_CV_LIMIT = 32767  # OpenCV's remap takes frames below this many pixels a side
+_CV_TYPES = tuple(np.dtype(t) for t in ("uint8", "uint16", "int16", "float32", "float64"))
+_STRIP = 64  # rows of output per remap call
 
 
 def common_crop(matrices: Sequence[np.ndarray], shape: tuple[int, ...]) -> tuple[slice, slice]:

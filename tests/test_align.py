@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from stacker import align
 from stacker.align import (
     MODELS,
     common_crop,
@@ -210,19 +211,24 @@ def test_warp_keeps_dtype_and_matches_scipy(dtype):
     if dtype != np.float32:
         image = np.rint(image * np.iinfo(dtype).max).astype(dtype)
     matrix = similarity(image.shape, scale=1.05, degrees=3, shift=(1.5, -0.7))
-    out, valid = warp(image, matrix, output_shape=(30, 45), order=1)
+    out, valid = warp(image, matrix, output_shape=(30, 45), interpolation="linear")
     assert out.dtype == dtype and out.shape == (30, 45, 3) and valid.shape == (30, 45)
-    expect = ndimage.affine_transform(
-        image[..., 1].astype(np.float64),
-        matrix[:2, :2],
-        offset=matrix[:2, 2],
-        output_shape=(30, 45),
-        order=1,
-    )
-    # Pillow's bilinear weights are float32, scipy's float64.
-    scale = np.iinfo(dtype).max if dtype != np.float32 else 1
-    np.testing.assert_allclose(out[..., 1][valid], expect[valid], atol=0.5 + 1e-4 * scale)
     src = matrix[:2, :2] @ np.indices((30, 45)).reshape(2, -1) + matrix[:2, 2, None]
+    # OpenCV samples at positions rounded to 1/32 px: between the grid points below
+    # and above the exact one.
+    grid = np.indices((2, 2)).reshape(2, -1)
+    expect = np.stack(
+        [
+            ndimage.map_coordinates(
+                image[..., 1].astype(np.float64), (np.floor(src * 32) + g[:, None]) / 32, order=1
+            ).reshape(30, 45)
+            for g in grid.T
+        ]
+    )
+    # Its bilinear weights are float32 (8-bit: 15-bit fixed point), scipy's float64.
+    tolerance = 0.5 + 1e-4 * (np.iinfo(dtype).max if dtype != np.float32 else 1)
+    low, high = expect.min(0) - tolerance, expect.max(0) + tolerance
+    assert ((out[..., 1] >= low) & (out[..., 1] <= high))[valid].all()
     inside = np.all((src >= 0) & (src <= np.array([[39], [49]])), axis=0).reshape(30, 45)
     np.testing.assert_array_equal(valid, inside)
 
@@ -303,6 +309,21 @@ def test_warping_a_window_equals_the_window_of_the_warp(matrix, window):
     np.testing.assert_array_equal(part_valid, valid[inside])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float32])
+def test_frames_too_large_for_opencv_are_warped_by_pillow(monkeypatch, dtype):
+    image = (texture((60, 80), channels=3, seed=2) * 200).astype(dtype)
+    matrix = similarity(image.shape, scale=1.03, degrees=2, shift=(2.3, -4.1))
+    fast, valid = warp(image, matrix)
+    monkeypatch.setattr(align, "_CV_LIMIT", 50)
+    slow, slow_valid = warp(image, matrix)
+    assert slow.dtype == fast.dtype == dtype
+    np.testing.assert_array_equal(slow_valid, valid)
+    # Pillow's bicubic kernel is softer than OpenCV's Lanczos, but both sample the
+    # same positions: a pixel's misplacement would differ by tens of levels here.
+    difference = np.abs(slow.astype(float) - fast)[valid]
+    assert difference.mean() < 2 and difference.max() < 16, (difference.mean(), difference.max())
+
+
 def test_warp_reads_only_the_window_it_needs():
     class Recorder(np.ndarray):
         """An array that remembers the index of every read."""
@@ -317,5 +338,6 @@ def test_warp_reads_only_the_window_it_needs():
     shift = np.array([[1.0, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
     warp(image, shift, origin=(500, 600), output_shape=(20, 30))
     rows, cols = Recorder.reads[-1]
-    assert rows.stop - rows.start <= 20 + 6 and cols.stop - cols.start <= 30 + 6
-    assert 500 - 3 <= rows.start and 600 - 3 <= cols.start
+    # The window and the Lanczos kernel's reach, four pixels each side.
+    assert rows.stop - rows.start <= 20 + 10 and cols.stop - cols.start <= 30 + 10
+    assert 500 - 5 <= rows.start and 600 - 5 <= cols.start
