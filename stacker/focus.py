@@ -150,7 +150,8 @@ def mean_local_std(
     Returns
     -------
     focus : (M, N) ndarray of float32
-        Never negative; equals the local variance on uniform texture.
+        Never negative; where the fine-scale variance is the same throughout
+        the window (a ramp, say) it is that variance.
 
     Examples
     --------
