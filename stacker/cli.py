@@ -20,6 +20,7 @@ from . import __version__
 from .align import MODELS, load_transforms
 from .align import save_transforms as save_transforms_json
 from .depth import DEPTH_FORMATS, depth_preview, encode_depth
+from .focus import FOCUS_MEASURES
 from .focusmap import focus_map, mask_in_focus, parse_colour, sketch
 from .io import (
     ORDERS,
@@ -49,6 +50,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 Order = _choices("Order", ORDERS)
 DepthFormat = _choices("DepthFormat", DEPTH_FORMATS)
 Method = _choices("Method", METHODS)
+Measure = _choices("Measure", tuple(FOCUS_MEASURES))
 Align = _choices("Align", MODELS)
 AlignFail = _choices("AlignFail", ALIGN_FAIL)
 BitDepth = _choices("BitDepth", ("auto", "8", "16"))
@@ -119,6 +121,13 @@ def merge(
         ),
     ] = Method.depthmap,
     sigma: Sigma = 2.0,
+    measure: Annotated[
+        Measure | None,
+        typer.Option(
+            help="Focus measure (default: mean-std for depthmap, whose halos it narrows; "
+            "variance, the local variance, for the other methods)."
+        ),
+    ] = None,
     order: Annotated[
         Order, typer.Option(help="Slice order: natural (z2 before z10) or given.")
     ] = Order.natural,
@@ -183,6 +192,7 @@ def merge(
         stack,
         method=method.value,
         sigma=sigma,
+        measure=None if measure is None else measure.value,
         align=align.value,
         align_reference=align_ref,
         transforms=None if transforms is None else load_transforms(transforms),

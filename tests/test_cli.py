@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import region_stack
 
-from stacker import __version__
+from stacker import __version__, cli
 from stacker.cli import main
 from stacker.io import read_image, write_image
 
@@ -197,6 +197,19 @@ def test_merge_with_each_method(slices, tmp_path, capsys, method):
     )
     assert code == 0, err
     assert (np.rint(read_image(depth)) == truth).mean() > 0.85
+
+
+def test_measure_option_reaches_the_merge(slices, tmp_path, capsys, monkeypatch):
+    paths, _ = slices
+    seen = []
+    original = cli.merge_stack
+    monkeypatch.setattr(cli, "merge_stack", lambda *a, **k: seen.append(k) or original(*a, **k))
+    for extra in ([], ["--measure", "variance"], ["--measure", "mean-std"]):
+        code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.png", *extra)
+        assert code == 0, err
+    assert [k["measure"] for k in seen] == [None, "variance", "mean-std"]
+    code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.png", "--measure", "nope")
+    assert code == 2 and "nope" in err
 
 
 def test_transforms_are_saved_and_reused(slices, tmp_path, capsys):
