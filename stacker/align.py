@@ -598,6 +598,9 @@ def _remap(image, matrix, origin, out, start, interpolation: str) -> np.ndarray:
         else:
             whole = np.stack([x >> 5, y >> 5], axis=-1)
             fraction = ((y & 31) << 5 | (x & 31)).astype(np.uint16)
+        # Beyond a few pixels outside the source every sample repeats its edge, so
+        # clipping there changes nothing and keeps far-off positions within int16.
+        np.clip(whole, -8, max(image.shape[:2]) + 8, out=whole)
         moved = cv2.remap(
             source,
             whole.astype(np.int16),

@@ -324,6 +324,14 @@ def test_frames_too_large_for_opencv_are_warped_by_pillow(monkeypatch, dtype):
     assert difference.mean() < 2 and difference.max() < 16, (difference.mean(), difference.max())
 
 
+def test_warp_far_outside_the_slice_repeats_its_corner():
+    image = (texture((50, 60), channels=3, seed=3) * 255).astype(np.uint8)
+    matrix = np.array([[1.0, 0, -40000.3], [0, 1.001, 70000.2], [0, 0, 1]])
+    out, valid = warp(image, matrix)
+    assert not valid.any()
+    np.testing.assert_array_equal(out, np.broadcast_to(image[0, -1], out.shape))
+
+
 def test_warp_reads_only_the_window_it_needs():
     class Recorder(np.ndarray):
         """An array that remembers the index of every read."""
