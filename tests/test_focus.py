@@ -86,6 +86,18 @@ def test_integer_scaling_makes_dtypes_comparable(measure):
     )
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float64])
+def test_to_gray_of_a_tall_image_is_the_luma_of_every_row(dtype):
+    # Taller than one band of rows, and not a multiple of it.
+    rng = np.random.default_rng(7)
+    top = np.iinfo(dtype).max if np.dtype(dtype).kind == "u" else 1.0
+    rgb = (rng.random((300, 7, 3)) * top).astype(dtype)
+    expected = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / top
+    gray = to_gray(rgb)
+    assert gray.dtype == np.float32 and gray.shape == (300, 7)
+    np.testing.assert_allclose(gray, expected, rtol=1e-6, atol=1e-7)
+
+
 def test_to_gray_uses_luma():
     rgb = np.zeros((1, 3, 3), np.uint8)
     rgb[0, 0, 0] = rgb[0, 1, 1] = rgb[0, 2, 2] = 255
