@@ -124,8 +124,8 @@ def merge(
     measure: Annotated[
         Measure | None,
         typer.Option(
-            help="Focus measure (default: mean-std for depthmap, whose halos it narrows; "
-            "variance, the local variance, for the other methods)."
+            help="Focus measure (default: variance, the reference local variance, for "
+            "argmax; mean-std, which narrows halos, for the other methods)."
         ),
     ] = None,
     order: Annotated[

@@ -59,7 +59,7 @@ class PyramidState:
     """Laplacian-pyramid fusion; depth from the argmax."""
 
     regularize = False
-    measure = "variance"
+    measure = "mean-std"
 
     def __init__(
         self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0, sigma: float = 2.0

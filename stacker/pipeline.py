@@ -117,8 +117,8 @@ def merge(
         Focus window (Gaussian standard deviation) in pixels.
     measure : str, optional
         Focus measure name (see :data:`stacker.focus.FOCUS_MEASURES`). Default:
-        ``'mean-std'`` for ``'depthmap'``, whose depth edges it keeps tighter,
-        and the reference ``'variance'`` for the other methods.
+        the reference ``'variance'`` for ``'argmax'``, and ``'mean-std'``,
+        which keeps depth edges tighter, for the other methods.
     order : {'natural', 'given'}, optional
         File order (see :func:`stacker.io.open_stack`).
     align : {'similarity', 'translation', 'affine', 'none'}, optional
