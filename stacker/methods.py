@@ -14,19 +14,32 @@ __all__ = ["METHODS", "STATES"]
 METHODS = ("depthmap", "pyramid", "argmax")
 
 
-class ArgmaxState:
-    """Hard pick of each pixel's sharpest slice.
+class _State:
+    """What every method's running state provides.
 
-    Each method's state has a ``prepare`` step, run in worker threads on one
-    slice at a time, and an ``update`` step, run in stack order, that folds
-    the prepared slice into the running result. ``reach`` is the overlap its
-    tiles need beyond the focus window, ``bytes_per_pixel`` its memory per
-    pixel of a tile, and ``regularize`` whether the depth map is regularised
-    over the whole frame once the tiles are done; ``measure`` names its
-    default focus measure.
+    A ``prepare`` step, run in worker threads on one slice at a time, and an
+    ``update`` step, run in stack order, that folds the prepared slice into
+    the running result; ``result`` gives the composite, depth, sharpness and
+    confidence. ``reach`` is the overlap its tiles need beyond the focus
+    window, ``bytes_per_pixel`` its memory per pixel of a tile, and
+    ``regularize`` whether the depth map is regularised over the whole frame
+    once the tiles are done; ``measure`` names its default focus measure.
     """
 
     regularize = False
+    measure = "mean-std"
+
+    @staticmethod
+    def reach(levels: int, sigma: float) -> int:
+        return 0
+
+    def prepare(self, image: np.ndarray, focus: np.ndarray) -> tuple:
+        return image, focus
+
+
+class ArgmaxState(_State):
+    """Hard pick of each pixel's sharpest slice (the reference, on the reference measure)."""
+
     measure = "variance"
 
     def __init__(
@@ -36,16 +49,9 @@ class ArgmaxState:
         self.pick = HardPick(shape, dtype)
 
     @staticmethod
-    def reach(levels: int, sigma: float) -> int:
-        return 0
-
-    @staticmethod
     def bytes_per_pixel(shape: tuple[int, ...], dtype: np.dtype, threads: int) -> float:
         # index, value, focus per slice in flight; pick and slices in flight
         return 4 * (2 + 2 * threads) + _pixel_bytes(shape, dtype) * (2 + 2 * threads)
-
-    def prepare(self, image: np.ndarray, focus: np.ndarray) -> tuple:
-        return image, focus
 
     def update(self, prepared: tuple) -> None:
         image, focus = prepared
@@ -55,11 +61,8 @@ class ArgmaxState:
         return _with_argmax_depth(self.pick.image, self.selector)
 
 
-class PyramidState:
+class PyramidState(_State):
     """Laplacian-pyramid fusion; depth from the argmax."""
-
-    regularize = False
-    measure = "mean-std"
 
     def __init__(
         self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0, sigma: float = 2.0
@@ -99,11 +102,10 @@ class PyramidState:
         return _with_argmax_depth(composite, self.selector)
 
 
-class DepthMapState:
+class DepthMapState(_State):
     """Sub-slice depth, regularised; composite blended around the focus peak."""
 
     regularize = True
-    measure = "mean-std"
 
     def __init__(
         self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0, sigma: float = 2.0
@@ -121,9 +123,6 @@ class DepthMapState:
         # Tracker frames and the finishing steps' temporaries, float32; three kept
         # slices and the previous one, plus the slices in flight.
         return 4 * (10 + 2 * threads) + _pixel_bytes(shape, dtype) * (4 + 2 * threads)
-
-    def prepare(self, image: np.ndarray, focus: np.ndarray) -> tuple:
-        return image, focus
 
     def update(self, prepared: tuple) -> None:
         image, focus = prepared
