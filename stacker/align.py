@@ -565,7 +565,8 @@ def warp(
     if max(*image.shape[:2], out[1]) < _CV_LIMIT and image.shape[2:] in ((), (1,), (3,), (4,)):
         return _remap(image, matrix, origin, out, start, interpolation), valid
     a[:2, 2] -= start
-    return _resample_channels(image, a, out, interpolation), valid
+    corners -= start[:, None]
+    return _resample_channels(image, a, corners, out, interpolation), valid
 
 
 def _remap(image, matrix, origin, out, start, interpolation: str) -> np.ndarray:
@@ -618,11 +619,14 @@ def _fixed(coordinates: np.ndarray) -> np.ndarray:
     return np.rint(coordinates * 1024).astype(np.int32)
 
 
-def _resample_channels(image: np.ndarray, a: np.ndarray, out, interpolation: str) -> np.ndarray:
-    """Pillow's resampling of every channel, for frames too large for OpenCV."""
+def _resample_channels(
+    image: np.ndarray, a: np.ndarray, corners: np.ndarray, out, interpolation: str
+) -> np.ndarray:
+    """Pillow's resampling of every channel, for frames too large for OpenCV.
+
+    `corners` are where the output's corners sample `image`, ``a`` applied to them.
+    """
     size = image.shape[:2]
-    corners = a[:2, :2] @ np.array([[0, 0, out[0] - 1, out[0] - 1], [0, out[1] - 1, 0, out[1] - 1]])
-    corners += a[:2, 2:]
     # Pillow fills the outside with zeros: pad by repeating edges as far as the
     # output reaches outside the image, so the resampler never sees that surround.
     reach = max(0.0, -corners.min(), *(corners.max(axis=1) - (np.array(size) - 1)))
