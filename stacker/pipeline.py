@@ -23,7 +23,7 @@ from .methods import METHODS, STATES
 from .pyramid import pyramid_levels
 from .select import regularize_depth
 from .slices import SliceReader, Survey, noise_window, value_range
-from .tiles import Tile, available_memory, choose_tile_side, tile_grid
+from .tiles import Tile, available_memory, choose_tile_side, relative, tile_grid
 
 __all__ = ["ALIGN_FAIL", "METHODS", "MergeResult", "merge"]
 
@@ -246,9 +246,7 @@ def merge(
     window = common_crop([matrices[k] for k in keep], stack.shape)
     frame = window if crop else (slice(0, stack.shape[0]), slice(0, stack.shape[1]))
     out_shape = (frame[0].stop - frame[0].start, frame[1].stop - frame[1].start)
-    inner = tuple(
-        slice(w.start - f.start, w.stop - f.start) for w, f in zip(window, frame, strict=True)
-    )
+    inner = relative(window, frame)
     levels = pyramid_levels(out_shape)
     # Gains are estimated on heavily low-passed images: block means of about
     # 256 px across are plenty, and keep the reference from costing a frame.

@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 
-__all__ = ["Tile", "available_memory", "choose_tile_side", "tile_grid"]
+__all__ = ["Tile", "available_memory", "choose_tile_side", "relative", "tile_grid"]
 
 
 @dataclass(frozen=True)
@@ -35,15 +35,24 @@ class Tile:
     @property
     def inner(self) -> tuple[slice, slice]:
         """The core, in coordinates of the padded tile."""
-        return tuple(
-            slice(c.start - p.start, c.stop - p.start)
-            for c, p in zip(self.core, self.padded, strict=True)
-        )
+        return relative(self.core, self.padded)
 
     @property
     def shape(self) -> tuple[int, int]:
         """Rows and columns of the padded tile."""
         return tuple(p.stop - p.start for p in self.padded)
+
+
+def relative(part: tuple[slice, ...], whole: tuple[slice, ...]) -> tuple[slice, ...]:
+    """The slices `part` of a frame, in coordinates of its window `whole` (which holds them).
+
+    Examples
+    --------
+    >>> relative((slice(5, 9), slice(2, 4)), (slice(3, 10), slice(0, 6)))
+    (slice(2, 6, None), slice(2, 4, None))
+    """
+    pairs = zip(part, whole, strict=True)
+    return tuple(slice(p.start - w.start, p.stop - w.start) for p, w in pairs)
 
 
 def tile_grid(shape: tuple[int, ...], side: int | None, margin: int, step: int = 1) -> list[Tile]:
