@@ -1,13 +1,10 @@
-"""Separable filters that are faster than scipy's along the strided axis."""
+"""Separable Gaussian filtering through OpenCV, with scipy's kernel and edges."""
 
 from __future__ import annotations
 
-import numpy as np
-from scipy import ndimage
+from functools import lru_cache
 
-# Columns filtered per contiguous block: 64 float32 columns of a tall frame stay
-# in cache while scipy filters them.
-_COLUMNS = 64
+import numpy as np
 
 
 def gaussian(
@@ -15,11 +12,12 @@ def gaussian(
 ) -> np.ndarray:
     """Gaussian filter of a 2-D float image, edges mirrored, as ``scipy.ndimage.gaussian_filter``.
 
-    scipy filters along columns by gathering each strided column into a
-    buffer, slowly; copied 64 columns at a time into a contiguous block, the
-    columns are filtered twice as fast on 4 MP frames. Every column is
-    filtered alike, so the blocks leave the result unchanged, and any part of
-    an image filters as the whole does away from the part's edges.
+    OpenCV's separable filter, given scipy's kernel (radius
+    ``int(truncate * sigma + 0.5)``) and scipy's ``reflect`` edges, agrees with
+    ``gaussian_filter`` to float32 rounding and is 8-10 times faster on
+    6 MP frames (vectorised rows and columns, on OpenCV's own threads). Every
+    pixel is computed alike, so any part of an image filters as the whole does
+    away from the part's edges.
 
     Parameters
     ----------
@@ -35,19 +33,49 @@ def gaussian(
     Returns
     -------
     filtered : (M, N) ndarray
-        `out` if given.
+        `out` if given; float64 images give float64, others float32.
 
     Examples
     --------
+    >>> from scipy import ndimage
     >>> x = np.random.default_rng(0).random((50, 70)).astype(np.float32)
     >>> bool(np.allclose(gaussian(x, 2.0), ndimage.gaussian_filter(x, 2.0), atol=1e-6))
     True
     """
-    rows = ndimage.gaussian_filter1d(image, sigma, axis=1, mode="reflect", truncate=truncate)
-    out = rows if out is None else out
-    for c in range(0, image.shape[1], _COLUMNS):
-        block = slice(c, c + _COLUMNS)
-        out[:, block] = ndimage.gaussian_filter1d(
-            np.ascontiguousarray(rows[:, block]), sigma, axis=0, mode="reflect", truncate=truncate
-        )
+    # Imported here: OpenCV takes 0.15 s to load, which `import stacker` need not pay.
+    import cv2
+
+    dtype = np.float64 if image.dtype == np.float64 else np.float32
+    kernel = _kernel(float(sigma), float(truncate), np.dtype(dtype).str)
+    width = image.shape[1]
+    # OpenCV computes a row's last (width % vector) pixels in scalar code, which
+    # rounds differently from its vector lanes: a tile would not match the whole
+    # frame. Mirrored columns pad each row to whole blocks, at least a kernel
+    # radius wide, so every pixel is a vector lane and the edge stays mirrored.
+    pad = -width % _BLOCK
+    pad += _BLOCK * -(-max(len(kernel) // 2 - pad, 0) // _BLOCK)
+    source = np.ascontiguousarray(image, dtype=dtype)
+    if pad:
+        source = cv2.copyMakeBorder(source, 0, 0, 0, pad, cv2.BORDER_REFLECT)
+    filtered = cv2.sepFilter2D(source, -1, kernel, kernel, borderType=cv2.BORDER_REFLECT)
+    filtered = filtered[:, :width]
+    if out is None:
+        return filtered
+    out[...] = filtered
     return out
+
+
+# Columns per block; a multiple of any vector width OpenCV uses, unrolled.
+_BLOCK = 64
+
+
+@lru_cache(maxsize=16)
+def _kernel(sigma: float, truncate: float, dtype: str) -> np.ndarray:
+    # scipy.ndimage._gaussian_kernel1d, order 0
+    radius = int(truncate * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    weights = np.exp(-0.5 / sigma**2 * x**2)
+    weights /= weights.sum()
+    weights = weights.astype(dtype)
+    weights.flags.writeable = False
+    return weights

@@ -59,6 +59,17 @@ def test_focus_measure_flat_images_are_zero_never_nan(image, measure):
     assert f.max() < 1e-6 * max(1.0, float(image.max()) ** 2)
 
 
+@pytest.mark.parametrize("measure", MEASURES)
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 3.5])
+def test_flat_area_beside_texture_is_exactly_zero(measure, sigma):
+    # Away from the mean, a flat area's E[x^2] and E[x]^2 round differently in float32.
+    image = np.full((30, 120), 0.9, np.float32)
+    image[:, :40] = np.random.default_rng(3).random((30, 40))
+    f = focus_measure(image, sigma=sigma, measure=measure)
+    assert f[:, 40 + focus_radius(sigma, measure) :].max() == 0
+    assert f[:, :30].min() > 0
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
 @pytest.mark.parametrize("channels", [None, 3])
 @pytest.mark.parametrize("measure", MEASURES)
