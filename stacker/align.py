@@ -22,7 +22,7 @@ from PIL import Image
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 
-from ._filters import gaussian
+from ._opencv import gaussian
 from ._parallel import ordered_map
 from .focus import to_gray
 from .io import atomic_output, round_into
@@ -368,11 +368,16 @@ def block_mean(gray: np.ndarray, k: int) -> np.ndarray:
     image = gray[:h, :w]
     if image.dtype == bool:
         image = image.view(np.uint8)
-    total = np.zeros((h // k, w // k), np.float32 if image.dtype.kind == "f" else np.int64)
-    # k * k strided sums: numpy reduces short inner axes (a reshape's) four times slower.
+    kind = np.float32 if image.dtype.kind == "f" else np.int64
+    # Rows first, then columns, k strided sums each: numpy reduces short inner
+    # axes (a reshape's) four times slower, and k * k sums of single pixels
+    # twice as slow. Each block sums in a fixed order, so tiles match the whole.
+    rows = np.zeros((h // k, w), kind)
     for i in range(k):
-        for j in range(k):
-            total += image[i::k, j::k]
+        rows += image[i::k]
+    total = np.zeros((h // k, w // k), kind)
+    for j in range(k):
+        total += rows[:, j::k]
     return np.divide(total, k * k, dtype=np.float32)
 
 

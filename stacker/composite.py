@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ._opencv import copy_where
 from .io import round_into
 
 __all__ = [
@@ -36,13 +37,7 @@ def copy_pixels(dst: np.ndarray, src: np.ndarray, mask: np.ndarray) -> None:
     >>> dst[0, :, 0]
     array([0, 7], dtype=uint8)
     """
-    if dst.ndim == 3:
-        # One C-sized "pixel" per element: a masked copy with a broadcast
-        # channel axis is several times slower than this.
-        pixel = np.dtype((np.void, dst.itemsize * dst.shape[-1]))
-        dst = dst.view(pixel)[..., 0]
-        src = np.ascontiguousarray(src).view(pixel)[..., 0]
-    np.copyto(dst, src, where=mask)
+    copy_where(dst, src, mask)
 
 
 class HardPick:

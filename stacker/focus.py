@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy import ndimage
 
-from ._filters import gaussian
+from ._opencv import gaussian
 
 __all__ = [
     "FOCUS_MEASURES",
@@ -253,7 +252,9 @@ def noise_variance(gray: np.ndarray) -> float:
     gray = np.asarray(gray, dtype=np.float32)
     if gray.ndim != 2 or min(gray.shape) < 3:
         raise ValueError(f"gray must be a 2-D image of at least 3 x 3, got shape {gray.shape}")
-    response = ndimage.correlate(gray, _IMMERKAER, mode="reflect")[1:-1, 1:-1]
+    import cv2  # ten times faster than ndimage.correlate here
+
+    response = cv2.filter2D(np.ascontiguousarray(gray), -1, _IMMERKAER)[1:-1, 1:-1]
     sigma = np.sqrt(np.pi / 2) / 6 * np.abs(response).mean(dtype=np.float64)
     return float(sigma**2)
 

@@ -232,7 +232,7 @@ def merge(
         matrices = _check_transforms(transforms, n)
     elif aligning:
         matrices, quality = estimate_stack_transforms(
-            stack,
+            _Greys(stack),
             model=align,
             reference=reference,
             threads=threads,
@@ -356,6 +356,19 @@ def _stack_tile(
     if covered is not None:
         results[3][covered < partial] = 0
     return results
+
+
+class _Greys(Sequence):
+    """The stack's slices as registration reads them: grey where that decodes faster."""
+
+    def __init__(self, stack: Stack):
+        self.stack = stack
+
+    def __len__(self) -> int:
+        return len(self.stack)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.stack.grey(index)
 
 
 def _work(n: int, kept: int, passes: int, tiles: int) -> int:

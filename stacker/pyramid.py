@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ._opencv import copy_where
+
 __all__ = ["PyramidFusion", "downsample", "laplacian_pyramid", "reconstruct", "upsample"]
 
 # Burt-Adelson 5-tap binomial kernel, a = 0.375.
@@ -211,8 +213,8 @@ class PyramidFusion:
                 self.fused[:-1], self.energy, pyramid[:-1], energies, strict=True
             ):
                 won = energy > best
-                np.copyto(best, energy, where=won)
-                np.copyto(fused, band, where=won[..., None] if band.ndim == 3 else won)
+                copy_where(best, energy, won)
+                copy_where(fused, band, won)
             self.fused[-1] += pyramid[-1]
         self.count += 1
 

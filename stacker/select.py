@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
+from ._opencv import copy_where
 from .pyramid import downsample, upsample
 
 __all__ = ["ArgmaxSelector", "select_sharpest"]
@@ -56,8 +57,8 @@ class ArgmaxSelector:
         if self.count >= np.iinfo(self.index.dtype).max:
             raise ValueError("too many slices: at most 65535 are supported")
         won = focus > self.value  # strict: ties keep the earlier (lower) index
-        np.copyto(self.value, focus, where=won)
-        self.index[won] = self.count
+        copy_where(self.value, focus, won)
+        np.copyto(self.index, self.count, where=won)
         self.count += 1
         return won
 
@@ -140,10 +141,10 @@ class PeakTracker(ArgmaxSelector):
         if self.count == 0:
             follows[...] = False
         won = super().update(focus)
-        follows &= ~won
-        np.copyto(self.after, focus, where=follows)
-        np.copyto(self.before, self._previous, where=won)
-        self.after[won] = np.nan
+        np.greater(follows, won, out=follows)  # and not won
+        copy_where(self.after, focus, follows)
+        copy_where(self.before, self._previous, won)
+        np.copyto(self.after, np.nan, where=won)
         self.total += focus
         self._previous[...] = focus
         return won, follows

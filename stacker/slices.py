@@ -68,7 +68,7 @@ class SliceReader:
                 for c, m in zip(tile.core, means.shape, strict=True)
             )
             small[part] = means
-            small_valid[part] = block_mean(valid, self.block) == 1
+            small_valid[part] = _whole_blocks(valid, self.block)
             low, high = min(low, image.min()), max(high, image.max())
         return small, small_valid, low, high
 
@@ -95,20 +95,26 @@ class SliceReader:
         it has data (None if everywhere) and the survey.
         """
         image, valid = self.warped(k, self.matrices[k], tile.padded)
+        covered = valid.all()
         gray = to_gray(image)
         if survey is None:
             small = block_mean(gray, self.block)
-            gain = _gain(reference_small, small, block_mean(valid, self.block) == 1)
+            whole = np.ones(small.shape, bool) if covered else _whole_blocks(valid, self.block)
+            gain = _gain(reference_small, small, whole)
             image, gray = _corrected(image, gray, gain)
             survey = Survey(gain, _noise(gray[self.noise_window]), _offset(small))
         else:
             image, gray = _corrected(image, gray, survey.gain)
         offset = survey.offset * survey.gain
         focus = self.measure(gray, sigma=self.sigma, overwrite=True, offset=offset)
-        if valid.all():
+        if covered:
             return image, focus, None, survey
         focus[~valid] = -1  # any slice that covers the pixel wins over one that does not
         return image, focus, valid, survey
+
+
+def _whole_blocks(valid: np.ndarray, block: int) -> np.ndarray:
+    return block_mean(valid, block) == 1
 
 
 def _gain(reference: np.ndarray | None, small: np.ndarray, valid: np.ndarray) -> float:

@@ -261,3 +261,35 @@ def test_window_checks_the_slice_like_reading_it(tmp_path):
     opened = open_stack(tmp_path)
     with pytest.raises(StackError, match="b.tif: shape"):
         opened.window(1)
+
+
+def test_grey_reads_a_jpegs_luma_and_other_slices_whole(tmp_path):
+    from stacker.focus import to_gray
+
+    rng = np.random.default_rng(0)
+    rgb = np.clip(rng.normal(128, 40, (3, 40, 56, 3)), 0, 255).astype(np.uint8)
+    for i, image in enumerate(rgb):
+        write_image(tmp_path / f"z{i}.jpg", image, quality=95)
+    stack = open_stack(tmp_path)
+    luma = stack.grey(1)
+    assert luma.shape == (40, 56) and luma.dtype == np.uint8
+    # The JPEG's own Y channel: the luma of its decoded RGB, up to rounding.
+    assert np.abs(to_gray(luma) - to_gray(stack[1])).mean() < 1 / 255
+    write_image(tmp_path / "p.png", rgb[0])
+    np.testing.assert_array_equal(open_stack(tmp_path / "p.png").grey(0), rgb[0])
+    np.testing.assert_array_equal(open_stack(rgb).grey(2), rgb[2])
+
+
+def test_grey_of_a_cmyk_jpeg_falls_back_to_the_full_decode(tmp_path):
+    from PIL import Image
+
+    grey = np.tile(np.arange(0, 250, 10, dtype=np.uint8), (16, 1))
+    Image.fromarray(grey).convert("CMYK").save(tmp_path / "c.jpg", quality=95)
+    assert open_stack(tmp_path / "c.jpg").grey(0).shape == (16, 25, 3)
+
+
+def test_grey_checks_the_shape(tmp_path):
+    write_image(tmp_path / "z1.jpg", np.zeros((8, 10, 3), np.uint8))
+    write_image(tmp_path / "z2.jpg", np.zeros((8, 12, 3), np.uint8))
+    with pytest.raises(StackError, match=r"z2\.jpg.*\(8, 12\).*\(8, 10\)"):
+        open_stack(tmp_path).grey(1)

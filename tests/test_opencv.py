@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from stacker._filters import gaussian
+from stacker._opencv import copy_where, gaussian
 
 
 @pytest.mark.parametrize("shape", [(40, 5), (37, 64), (129, 200), (3, 300)])
@@ -43,3 +43,22 @@ def test_float64_stays_float64():
     out = gaussian(image, 1.0)
     assert out.dtype == np.float64
     np.testing.assert_allclose(out, ndimage.gaussian_filter(image, 1.0), atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.uint32, np.float32, bool])
+@pytest.mark.parametrize("shape", [(30, 41), (30, 41, 3), (30, 41, 5)])
+def test_copy_where_is_numpys_masked_copy_of_whole_pixels(dtype, shape):
+    rng = np.random.default_rng(5)
+    src, dst = ((rng.random(shape) * 200).astype(dtype) for _ in range(2))
+    mask = rng.random(shape[:2]) > 0.5
+    expected = dst.copy()
+    np.copyto(expected, src, where=mask if len(shape) == 2 else mask[..., None])
+    copy_where(dst, src, mask)
+    np.testing.assert_array_equal(dst, expected)
+
+
+def test_copy_where_casts_and_broadcasts_as_numpy():
+    dst = np.zeros((2, 3), np.float32)
+    copy_where(dst, np.ones((2, 3)), np.array([[True, False, True]] * 2))
+    copy_where(dst, np.nan, np.array([[False, True, False]] * 2))
+    np.testing.assert_array_equal(dst, [[1, np.nan, 1]] * 2)
