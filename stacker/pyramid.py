@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
-from ._opencv import copy_where
+from ._opencv import copy_where, separable
 
 __all__ = ["PyramidFusion", "downsample", "laplacian_pyramid", "reconstruct", "upsample"]
 
@@ -14,8 +13,7 @@ _KERNEL = np.array([1, 4, 6, 4, 1], dtype=np.float32) / 16
 
 
 def _blur(image: np.ndarray) -> np.ndarray:
-    out = ndimage.convolve1d(image, _KERNEL, axis=0, mode="reflect")
-    return ndimage.convolve1d(out, _KERNEL, axis=1, mode="reflect", output=out)
+    return separable(image, _KERNEL)
 
 
 def downsample(image: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-from ._opencv import copy_where
+from ._opencv import copy_where, gaussian
 from .pyramid import downsample, upsample
 
 __all__ = ["ArgmaxSelector", "select_sharpest"]
@@ -289,7 +289,7 @@ def regularize_depth(
         step = np.subtract(depth[a:b], filled)
         step *= confident(a, b)
         filled += step
-        smooth = ndimage.gaussian_filter(filled, sigma, mode="nearest")
+        smooth = gaussian(filled, sigma, mode="nearest")
         f, sm = filled[r0 - a : r1 - a], smooth[r0 - a : r1 - a]
         # Where smoothing would move depth by half a slice or more, a depth step
         # is near: keep it sharp.

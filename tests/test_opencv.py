@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from stacker._opencv import copy_where, gaussian
+from stacker._opencv import copy_where, gaussian, separable
 
 
 @pytest.mark.parametrize("shape", [(40, 5), (37, 64), (129, 200), (3, 300)])
@@ -62,3 +62,18 @@ def test_copy_where_casts_and_broadcasts_as_numpy():
     copy_where(dst, np.ones((2, 3)), np.array([[True, False, True]] * 2))
     copy_where(dst, np.nan, np.array([[False, True, False]] * 2))
     np.testing.assert_array_equal(dst, [[1, np.nan, 1]] * 2)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "nearest"])
+@pytest.mark.parametrize("shape", [(31, 45), (31, 45, 3), (4, 130, 4)])
+def test_separable_equals_scipy_per_channel(mode, shape):
+    image = np.random.default_rng(6).random(shape).astype(np.float32)
+    kernel = np.array([1, 4, 6, 4, 1], np.float32) / 16
+    expected = ndimage.correlate1d(image, kernel, axis=0, mode=mode)
+    expected = ndimage.correlate1d(expected, kernel, axis=1, mode=mode)
+    np.testing.assert_allclose(separable(image, kernel, mode=mode), expected, atol=1e-6)
+
+
+def test_separable_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="mode must be one of reflect, nearest"):
+        separable(np.zeros((4, 4), np.float32), np.ones(3), mode="wrap")
