@@ -51,9 +51,7 @@ def gaussian(
     >>> bool(np.allclose(gaussian(x, 2.0), ndimage.gaussian_filter(x, 2.0), atol=1e-6))
     True
     """
-    dtype = np.float64 if image.dtype == np.float64 else np.float32
-    kernel = _kernel(float(sigma), float(truncate), np.dtype(dtype).str)
-    return separable(image, kernel, mode=mode, out=out)
+    return separable(image, gaussian_kernel(sigma, truncate), mode=mode, out=out)
 
 
 def separable(
@@ -61,13 +59,10 @@ def separable(
 ) -> np.ndarray:
     """Correlate an image's rows and columns with one 1-D kernel, as ``scipy.ndimage.correlate1d``.
 
-    OpenCV's separable filter runs vectorised on its own threads. It
-    computes a row's last (width % vector) pixels in scalar code, which rounds
-    differently from its vector lanes, so a tile would not match the whole
-    frame: edge columns (mirrored or repeated, per `mode`) pad each row to
-    whole blocks, at least a kernel radius wide, so that every pixel is a
-    vector lane. Any part of an image then filters as the whole does, bit for
-    bit, away from the part's edges.
+    OpenCV's separable filter runs vectorised on its own threads. The image
+    is copied into a :func:`widened` array first (see :func:`filter_wide`),
+    so any part of an image filters as the whole does, bit for bit, away from
+    the part's edges.
 
     Parameters
     ----------
@@ -85,25 +80,94 @@ def separable(
     filtered : ndarray
         `out` if given; float64 images give float64, others float32.
     """
-    import cv2
-
-    if mode not in _BORDERS:
-        raise ValueError(f"mode must be one of {', '.join(_BORDERS)}, got {mode!r}")
-    border = getattr(cv2, _BORDERS[mode])
     dtype = np.float64 if image.dtype == np.float64 else np.float32
-    kernel = np.asarray(kernel, dtype)
     width = image.shape[1]
-    pad = -width % _BLOCK
-    pad += _BLOCK * -(-max(len(kernel) // 2 - pad, 0) // _BLOCK)
-    source = np.ascontiguousarray(image, dtype=dtype)
-    if pad:
-        source = cv2.copyMakeBorder(source, 0, 0, 0, pad, border)
-    filtered = cv2.sepFilter2D(source, -1, kernel, kernel, borderType=border)
-    filtered = filtered.reshape(source.shape)[:, :width]
+    wide = widened(image.shape, len(kernel) // 2, dtype)
+    wide[:, :width] = image
+    filtered = filter_wide(fill_edge(wide, width, mode), kernel, mode)[:, :width]
     if out is None:
         return filtered
     out[...] = filtered
     return out
+
+
+def widened(shape: tuple[int, ...], radius: int, dtype: np.dtype = np.float32) -> np.ndarray:
+    """An empty array for an image of `shape` with edge columns for filters up to `radius`.
+
+    OpenCV computes a row's last (width % vector) pixels in scalar code, which
+    rounds differently from its vector lanes, so a tile would not filter as
+    the whole frame. Rows padded to whole blocks of columns, at least `radius`
+    more than the image's, leave no pixel of the image to the scalar code.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(M, N)`` or ``(M, N, C)`` of the image.
+    radius : int
+        Largest kernel radius the array will be filtered with.
+    dtype : numpy dtype, optional
+        float32 or float64.
+
+    Returns
+    -------
+    wide : (M, N + pad[, C]) ndarray
+        Uninitialised; put the image in ``wide[:, :N]``, then :func:`fill_edge`.
+    """
+    width = shape[1]
+    pad = -width % _BLOCK
+    pad += _BLOCK * -(-max(radius - pad, 0) // _BLOCK)
+    return np.empty((shape[0], width + pad, *shape[2:]), dtype)
+
+
+def fill_edge(wide: np.ndarray, width: int, mode: str = "reflect") -> np.ndarray:
+    """Make the columns of `wide` from `width` on the edge of its first `width` columns.
+
+    Parameters
+    ----------
+    wide : ndarray
+        From :func:`widened`, image in the first `width` columns; changed in place.
+    width : int
+        The image's width.
+    mode : {'reflect', 'nearest'}, optional
+        Mirrored as scipy's ``reflect`` (``d c b a | a b c d``, repeated as
+        far as needed), or the last column repeated.
+
+    Returns
+    -------
+    wide : ndarray
+        The same array.
+    """
+    if mode not in _BORDERS:
+        raise ValueError(f"mode must be one of {', '.join(_BORDERS)}, got {mode!r}")
+    column = np.arange(width, wide.shape[1]) % (2 * width)
+    if mode == "nearest":
+        column[:] = width - 1
+    wide[:, width:] = wide[:, np.where(column < width, column, 2 * width - 1 - column)]
+    return wide
+
+
+def filter_wide(wide: np.ndarray, kernel: np.ndarray, mode: str = "reflect") -> np.ndarray:
+    """Separable filter of a :func:`widened` array whose edge columns are filled.
+
+    Parameters
+    ----------
+    wide : ndarray of float32 or float64
+        From :func:`widened` and :func:`fill_edge`.
+    kernel : (K,) ndarray
+        Odd-length weights, centred; radius at most the one `wide` was made for.
+    mode : {'reflect', 'nearest'}, optional
+        Edges of the first column, as scipy's modes of these names.
+
+    Returns
+    -------
+    filtered : ndarray
+        A new array of `wide`'s shape; its edge columns are not the image's.
+    """
+    import cv2
+
+    border = getattr(cv2, _BORDERS[mode])
+    kernel = np.asarray(kernel, wide.dtype)
+    return cv2.sepFilter2D(wide, -1, kernel, kernel, borderType=border).reshape(wide.shape)
 
 
 _BORDERS = {"reflect": "BORDER_REFLECT", "nearest": "BORDER_REPLICATE"}
@@ -114,13 +178,25 @@ _BLOCK = 64
 
 
 @lru_cache(maxsize=16)
-def _kernel(sigma: float, truncate: float, dtype: str) -> np.ndarray:
-    # scipy.ndimage._gaussian_kernel1d, order 0
+def gaussian_kernel(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """scipy.ndimage's Gaussian kernel (order 0), radius ``int(truncate * sigma + 0.5)``.
+
+    Parameters
+    ----------
+    sigma : float
+        Standard deviation in pixels.
+    truncate : float, optional
+        Radius in standard deviations.
+
+    Returns
+    -------
+    kernel : (2 * radius + 1,) ndarray of float64
+        Read-only weights summing to 1.
+    """
     radius = int(truncate * sigma + 0.5)
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     weights = np.exp(-0.5 / sigma**2 * x**2)
     weights /= weights.sum()
-    weights = weights.astype(dtype)
     weights.flags.writeable = False
     return weights
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._opencv import gaussian
+from ._opencv import fill_edge, filter_wide, gaussian_kernel, widened
 
 __all__ = [
     "FOCUS_MEASURES",
@@ -102,15 +102,26 @@ def local_variance(
     >>> float(local_variance(np.zeros((4, 4))).max())
     0.0
     """
+    wide = _wide_variance(gray, sigma, offset, _radius(sigma))
+    return _narrow(wide, gray, overwrite)
+
+
+def _wide_variance(
+    gray: np.ndarray, sigma: float, offset: float | None, radius: int
+) -> np.ndarray:
+    """Local variance in a widened array (see ``_opencv.widened``); edge columns not filled."""
     # Variance ignores a constant offset; removing the mean first keeps
     # E[x^2] - E[x]^2 from cancelling catastrophically in float32 on images
     # with a large offset and little contrast (common in fluorescence).
-    reuse = overwrite and gray.dtype == np.float32 and gray.flags.writeable
     offset = gray.mean(dtype=np.float64) if offset is None else offset
-    x = np.subtract(gray, offset, dtype=np.float32, out=gray if reuse else None)
-    mean = gaussian(x, sigma, truncate=_TRUNCATE)
-    np.multiply(x, x, out=x)
-    variance = gaussian(x, sigma, truncate=_TRUNCATE, out=x)
+    width = gray.shape[1]
+    x = widened(gray.shape, radius)
+    np.subtract(gray, offset, out=x[:, :width], dtype=np.float32)
+    kernel = gaussian_kernel(sigma, _TRUNCATE)
+    mean = filter_wide(fill_edge(x, width), kernel)
+    np.multiply(x, x, out=x)  # squares of mirrored columns stay mirrored
+    variance = filter_wide(x, kernel)
+    del x
     # Float32 filtering leaves residues of either sign, up to about 2**-20.5 of
     # E[x]^2 (measured over sigmas 0.5-5), where the true variance is zero;
     # subtracting 2**-19 of it clears them, so flat areas measure exactly 0,
@@ -119,6 +130,14 @@ def local_variance(
     variance -= np.multiply(mean, mean, out=mean)
     np.maximum(variance, 0, out=variance)
     return variance
+
+
+def _narrow(wide: np.ndarray, gray: np.ndarray, overwrite: bool) -> np.ndarray:
+    """The image columns of a widened result, contiguous; in `gray` when it may be reused."""
+    reuse = overwrite and gray.dtype == np.float32 and gray.flags.writeable
+    out = gray if reuse else np.empty(gray.shape, np.float32)
+    out[...] = wide[:, : gray.shape[1]]
+    return out
 
 
 def mean_local_std(
@@ -167,10 +186,13 @@ def mean_local_std(
     >>> bool(mean_local_std(edge)[20, 17] < mean_local_std(texture)[20, 17])
     True
     """
-    std = local_variance(gray, sigma=sigma * _FINE, overwrite=overwrite, offset=offset)
+    fine, outer = sigma * _FINE, sigma * _OUTER
+    std = _wide_variance(gray, fine, offset, max(_radius(fine), _radius(outer)))
     np.sqrt(std, out=std)
-    mean = gaussian(std, sigma * _OUTER, truncate=_TRUNCATE, out=std)
-    return np.multiply(mean, mean, out=mean)
+    mean = filter_wide(fill_edge(std, gray.shape[1]), gaussian_kernel(outer, _TRUNCATE))
+    del std
+    np.multiply(mean, mean, out=mean)
+    return _narrow(mean, gray, overwrite)
 
 
 FOCUS_MEASURES: dict[str, Callable[..., np.ndarray]] = {
