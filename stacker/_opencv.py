@@ -7,6 +7,8 @@ it takes 0.15 s to load, which ``import stacker`` need not pay.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -244,3 +246,22 @@ def copy_where(dst: np.ndarray, src: np.ndarray, mask: np.ndarray) -> None:
     # Two to ten times faster than numpy's masked copy (most on scattered
     # masks); given a `dst` of the right size and type, OpenCV writes into it.
     cv2.copyTo(np.ascontiguousarray(src), mask.view(np.uint8), dst)
+
+
+@contextmanager
+def opencv_threads(threads: int) -> Iterator[None]:
+    """Let OpenCV use `threads` threads within this block (it is a process-wide setting).
+
+    Parameters
+    ----------
+    threads : int
+        Threads per OpenCV call; 1 runs each call in the calling thread.
+    """
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)

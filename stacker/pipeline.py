@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._opencv import opencv_threads
 from ._parallel import ordered_map
 from .align import (
     MODELS,
@@ -153,7 +154,8 @@ def merge(
         the pyramid method then uses at most 6 levels.
     threads : int, optional
         Worker threads that decode, warp and measure upcoming slices while the
-        running result takes the current one (default: all cores).
+        running result takes the current one, and OpenCV's threads within
+        each filter and warp (default: all cores).
     progress : callable, optional
         Called as ``progress(done, total)`` after each slice of each pass
         (one more when aligning, one more and one per tile when tiling).
@@ -196,127 +198,131 @@ def merge(
         raise ValueError(f"threads must be a positive int, got {threads!r}")
     if tile_size is not None and (not isinstance(tile_size, int) or tile_size < 16):
         raise ValueError(f"tile_size must be an int of at least 16 pixels, got {tile_size!r}")
-    stack = open_stack(inputs, order=order)
-    n = len(stack)
-    if n == 1:
-        warnings.warn(
-            f"only one slice ({stack.names[0]}); the composite is that slice",
-            StackWarning,
-            stacklevel=2,
-        )
-    reference = n // 2 if align_reference is None else align_reference
-    if not 0 <= reference < n:
-        raise ValueError(f"align_reference must be a slice index in 0..{n - 1}, got {reference}")
-    # Registration needs some image to work with; smaller frames are taken as still.
-    aligning = transforms is None and align != "none" and n > 1 and min(stack.shape[:2]) >= 16
-    passes = 2 if aligning else 1
-    side = tile_size
-    if side is None:
-        budget = available_memory()
-        side = choose_tile_side(
-            stack.shape,
-            state_class.bytes_per_pixel(stack.shape, stack.dtype, threads),
-            focus_radius(sigma, measure),
-            None if budget is None else budget // 2,
-        )
-    if side is not None and side >= max(stack.shape[:2]):
-        side = None
-    # Until the crop is known, the whole frame's tiles stand in for the cropped one's.
-    total = _work(n, n, passes, len(tile_grid(stack.shape, side, 0)))
+    # OpenCV filters and warps on threads of its own: as many as asked for.
+    with opencv_threads(threads):
+        stack = open_stack(inputs, order=order)
+        n = len(stack)
+        if n == 1:
+            warnings.warn(
+                f"only one slice ({stack.names[0]}); the composite is that slice",
+                StackWarning,
+                stacklevel=2,
+            )
+        reference = n // 2 if align_reference is None else align_reference
+        if not 0 <= reference < n:
+            raise ValueError(
+                f"align_reference must be a slice index in 0..{n - 1}, got {reference}"
+            )
+        # Registration needs some image to work with; smaller frames are taken as still.
+        aligning = transforms is None and align != "none" and n > 1 and min(stack.shape[:2]) >= 16
+        passes = 2 if aligning else 1
+        side = tile_size
+        if side is None:
+            budget = available_memory()
+            side = choose_tile_side(
+                stack.shape,
+                state_class.bytes_per_pixel(stack.shape, stack.dtype, threads),
+                focus_radius(sigma, measure),
+                None if budget is None else budget // 2,
+            )
+        if side is not None and side >= max(stack.shape[:2]):
+            side = None
+        # Until the crop is known, the whole frame's tiles stand in for the cropped one's.
+        total = _work(n, n, passes, len(tile_grid(stack.shape, side, 0)))
 
-    def report(done: int) -> None:
-        if progress is not None:
-            progress(done, total)
+        def report(done: int) -> None:
+            if progress is not None:
+                progress(done, total)
 
-    if transforms is not None:
-        matrices = _check_transforms(transforms, n)
-    elif aligning:
-        matrices, quality = estimate_stack_transforms(
-            _Greys(stack),
-            model=align,
-            reference=reference,
-            threads=threads,
-            progress=lambda d, t: report(d),
-        )
-        matrices = [_snap(m, stack.shape) for m in matrices]
-        matrices = _handle_failures(stack.names, matrices, quality, reference, on_align_fail)
-    else:
-        matrices = [np.eye(3)] * n
-    keep = [k for k in range(n) if matrices[k] is not None]
-    window = common_crop([matrices[k] for k in keep], stack.shape)
-    frame = window if crop else (slice(0, stack.shape[0]), slice(0, stack.shape[1]))
-    out_shape = (frame[0].stop - frame[0].start, frame[1].stop - frame[1].start)
-    inner = relative(window, frame)
-    levels = pyramid_levels(out_shape)
-    # Gains are estimated on heavily low-passed images: block means of about
-    # 256 px across are plenty, and keep the reference from costing a frame.
-    block = max(1, int(np.ceil(max(out_shape) / 256)))
-    if side is not None and side < max(out_shape):
-        levels = min(levels, _TILED_LEVELS)
-        # Pyramid tiles must start on the coarsest level's grid, gain tiles on the block grid.
-        grid = 2**levels if method == "pyramid" else 1
-        reach = focus_radius(sigma, measure) + state_class.reach(levels, sigma)
-        margin = -(-reach // grid) * grid
-        tiles = tile_grid(out_shape, side, margin, math.lcm(block, grid))
-    else:
-        tiles = tile_grid(out_shape, None, 0)
-    ctx = SliceReader(stack, matrices, frame, block, noise_window(inner), measure_func, sigma)
-    total = _work(n, len(keep), passes, len(tiles))
-
-    reference_small = None
-    if brightness and n > 1:
-        reference_small = ctx.block_means(reference, np.eye(3), tiles)[0]
-    surveys: dict[int, Survey] = {}
-    steps = itertools.count(1)
-    if len(tiles) > 1:
-        # Tiles need each slice's gain, noise and value range before the first
-        # tile is stacked: a light pass over the slices finds them.
-        jobs = ordered_map(lambda k: ctx.survey(k, tiles, reference_small), keep, threads)
-        for k, survey in zip(keep, jobs, strict=True):
-            surveys[k] = survey
-            report((passes - 1) * n + next(steps))
-    outputs = None
-    for tile in tiles:
-        state = state_class(
-            (*tile.shape, *stack.shape[2:]), stack.dtype, levels=levels, sigma=sigma
-        )
-        results = _stack_tile(
-            ctx,
-            state,
-            tile,
-            keep,
-            surveys,
-            reference_small,
-            threads,
-            lambda: report((passes - 1) * n + next(steps)),
-        )
-        del state
-        if len(tiles) == 1:
-            outputs = results
+        if transforms is not None:
+            matrices = _check_transforms(transforms, n)
+        elif aligning:
+            matrices, quality = estimate_stack_transforms(
+                _Greys(stack),
+                model=align,
+                reference=reference,
+                threads=threads,
+                progress=lambda d, t: report(d),
+            )
+            matrices = [_snap(m, stack.shape) for m in matrices]
+            matrices = _handle_failures(stack.names, matrices, quality, reference, on_align_fail)
         else:
-            if outputs is None:
-                outputs = [np.empty((*out_shape, *r.shape[2:]), r.dtype) for r in results]
-            for out, r in zip(outputs, results, strict=True):
-                out[tile.core] = r[tile.inner]
-        del results
-    composite, depth, sharpness, confidence = outputs
-    if state_class.regularize:
-        depth = regularize_depth(depth, confidence)
-        np.clip(depth, 0, len(keep) - 1, out=depth)
-    identity = np.eye(3)
-    return MergeResult(
-        composite=composite,
-        depth=depth,
-        sharpness=sharpness,
-        confidence=confidence,
-        n_slices=len(keep),
-        names=[stack.names[k] for k in keep],
-        transforms=[identity if m is None else m for m in matrices],
-        gains=[surveys[k].gain if k in surveys else 1.0 for k in range(n)],
-        crop=frame,
-        dropped=[stack.names[k] for k in range(n) if matrices[k] is None],
-        tiles=len(tiles),
-    )
+            matrices = [np.eye(3)] * n
+        keep = [k for k in range(n) if matrices[k] is not None]
+        window = common_crop([matrices[k] for k in keep], stack.shape)
+        frame = window if crop else (slice(0, stack.shape[0]), slice(0, stack.shape[1]))
+        out_shape = (frame[0].stop - frame[0].start, frame[1].stop - frame[1].start)
+        inner = relative(window, frame)
+        levels = pyramid_levels(out_shape)
+        # Gains are estimated on heavily low-passed images: block means of about
+        # 256 px across are plenty, and keep the reference from costing a frame.
+        block = max(1, int(np.ceil(max(out_shape) / 256)))
+        if side is not None and side < max(out_shape):
+            levels = min(levels, _TILED_LEVELS)
+            # Pyramid tiles must start on the coarsest level's grid, gain tiles on the block grid.
+            grid = 2**levels if method == "pyramid" else 1
+            reach = focus_radius(sigma, measure) + state_class.reach(levels, sigma)
+            margin = -(-reach // grid) * grid
+            tiles = tile_grid(out_shape, side, margin, math.lcm(block, grid))
+        else:
+            tiles = tile_grid(out_shape, None, 0)
+        ctx = SliceReader(stack, matrices, frame, block, noise_window(inner), measure_func, sigma)
+        total = _work(n, len(keep), passes, len(tiles))
+
+        reference_small = None
+        if brightness and n > 1:
+            reference_small = ctx.block_means(reference, np.eye(3), tiles)[0]
+        surveys: dict[int, Survey] = {}
+        steps = itertools.count(1)
+        if len(tiles) > 1:
+            # Tiles need each slice's gain, noise and value range before the first
+            # tile is stacked: a light pass over the slices finds them.
+            jobs = ordered_map(lambda k: ctx.survey(k, tiles, reference_small), keep, threads)
+            for k, survey in zip(keep, jobs, strict=True):
+                surveys[k] = survey
+                report((passes - 1) * n + next(steps))
+        outputs = None
+        for tile in tiles:
+            state = state_class(
+                (*tile.shape, *stack.shape[2:]), stack.dtype, levels=levels, sigma=sigma
+            )
+            results = _stack_tile(
+                ctx,
+                state,
+                tile,
+                keep,
+                surveys,
+                reference_small,
+                threads,
+                lambda: report((passes - 1) * n + next(steps)),
+            )
+            del state
+            if len(tiles) == 1:
+                outputs = results
+            else:
+                if outputs is None:
+                    outputs = [np.empty((*out_shape, *r.shape[2:]), r.dtype) for r in results]
+                for out, r in zip(outputs, results, strict=True):
+                    out[tile.core] = r[tile.inner]
+            del results
+        composite, depth, sharpness, confidence = outputs
+        if state_class.regularize:
+            depth = regularize_depth(depth, confidence)
+            np.clip(depth, 0, len(keep) - 1, out=depth)
+        identity = np.eye(3)
+        return MergeResult(
+            composite=composite,
+            depth=depth,
+            sharpness=sharpness,
+            confidence=confidence,
+            n_slices=len(keep),
+            names=[stack.names[k] for k in keep],
+            transforms=[identity if m is None else m for m in matrices],
+            gains=[surveys[k].gain if k in surveys else 1.0 for k in range(n)],
+            crop=frame,
+            dropped=[stack.names[k] for k in range(n) if matrices[k] is None],
+            tiles=len(tiles),
+        )
 
 
 def _stack_tile(

@@ -397,3 +397,23 @@ def test_frames_too_large_for_memory_are_tiled(monkeypatch):
     tiled = stacker.merge(stack, align="none")
     assert tiled.tiles == 9
     _assert_same_result(tiled, whole)
+
+
+def test_threads_bound_opencv_during_the_merge_only(monkeypatch):
+    import cv2
+
+    seen = []
+    real = stacker.focus.filter_wide
+
+    def spy(*args, **kwargs):
+        seen.append(cv2.getNumThreads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stacker.focus, "filter_wide", spy)
+    before = cv2.getNumThreads()
+    stack, _, _ = region_stack()
+    one = stacker.merge(stack, align="none", threads=1)
+    assert set(seen) == {1} and cv2.getNumThreads() == before
+    two = stacker.merge(stack, align="none", threads=2)
+    assert 2 in seen and cv2.getNumThreads() == before
+    np.testing.assert_array_equal(two.composite, one.composite)
