@@ -179,3 +179,20 @@ def test_focus_radius_grows_with_sigma_and_knows_each_measure():
     assert focus_radius(2.0, "mean-std") == 8
     with pytest.raises(ValueError, match="measure"):
         focus_radius(2.0, "nope")
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+@pytest.mark.parametrize("sigma", [1.0, 40.0])
+def test_bands_and_overwrite_give_the_whole_frame_result(measure, sigma, monkeypatch):
+    # 300 rows: three bands of 128, and at sigma 40 a reach beyond one band.
+    import stacker.focus
+
+    func = FOCUS_MEASURES[measure]
+    gray = np.random.default_rng(8).random((300, 70)).astype(np.float32)
+    banded = func(gray, sigma=sigma)
+    in_place = gray.copy()
+    assert func(in_place, sigma=sigma, overwrite=True) is in_place
+    monkeypatch.setattr(stacker.focus, "_MEASURE_ROWS", 10**6)
+    whole = func(gray, sigma=sigma)
+    np.testing.assert_array_equal(banded, whole)
+    np.testing.assert_array_equal(in_place, whole)
