@@ -612,10 +612,9 @@ def _remap(image, matrix, origin, out, start, interpolation: str) -> np.ndarray:
     OpenCV's Lanczos kernel comes far closer to the exact interpolant than
     Pillow's bicubic, the sharpest Pillow has (RMS 0.23 against 1.41 grey
     levels on 8-bit texture moved by a 1 % scale change), and takes 60 % of
-    its time. Like its ``warpAffine``, sample positions are
-    sums of a row and a column term in 1/1024 px, rounded to 1/32 px; here
-    both terms come from frame coordinates, so a tile samples exactly where
-    the whole frame does. Strips of rows keep the coordinate maps small.
+    its time. Sample positions are float32 maps, which OpenCV rounds to
+    1/32 px; they come from frame coordinates, so a tile samples exactly where
+    the whole frame does. Strips of rows keep the maps small.
     """
     # Imported here: OpenCV takes 0.15 s and 20 MB to load, which runs that
     # warp nothing (still stacks, `--align none`) should not pay.
@@ -625,24 +624,26 @@ def _remap(image, matrix, origin, out, start, interpolation: str) -> np.ndarray:
     source = image if dtype in _CV_TYPES else image.astype(np.float64)
     rows = np.arange(origin[0], origin[0] + out[0], dtype=np.float64)
     cols = np.arange(origin[1], origin[1] + out[1], dtype=np.float64)
-    col_terms = [_fixed(matrix[i, 1] * cols) for i in (0, 1)]
-    # Half a 1/32 px step, so the shifts below round instead of truncating.
-    offsets = [_fixed(matrix[i, 0] * rows + matrix[i, 2]) - 1024 * start[i] + 16 for i in (0, 1)]
+    # Sample positions (x = col, y = row) in frame coordinates, as a row term
+    # plus a column term, each rounded to float32: the same in a tile as in the
+    # whole frame. Moving them into the cut-out subtracts a whole number, which
+    # float32 does exactly. Far outside the source every sample repeats its
+    # edge: clipping there changes nothing and keeps positions within the
+    # int16 range OpenCV converts them to.
+    row_terms = [(matrix[i, 0] * rows + matrix[i, 2]).astype(np.float32) for i in (1, 0)]
+    col_terms = [(matrix[i, 1] * cols).astype(np.float32) for i in (1, 0)]
+    corner = np.float32(start[1]), np.float32(start[0])
+    reach = max(image.shape[:2]) + 8
     result = np.empty((*out, *image.shape[2:]), dtype)
     for r in range(0, out[0], _STRIP):
-        y, x = (np.add.outer(offsets[i][r : r + _STRIP], col_terms[i]) >> 5 for i in (0, 1))
-        if interpolation == "nearest":
-            whole, fraction = np.stack([(x + 16) >> 5, (y + 16) >> 5], axis=-1), None
-        else:
-            whole = np.stack([x >> 5, y >> 5], axis=-1)
-            fraction = ((y & 31) << 5 | (x & 31)).astype(np.uint16)
-        # Beyond a few pixels outside the source every sample repeats its edge, so
-        # clipping there changes nothing and keeps far-off positions within int16.
-        np.clip(whole, -8, max(image.shape[:2]) + 8, out=whole)
+        x, y = (
+            np.clip(np.add.outer(row_terms[i][r : r + _STRIP], col_terms[i]) - corner[i], -8, reach)
+            for i in (0, 1)
+        )
         moved = cv2.remap(
             source,
-            whole.astype(np.int16),
-            fraction,
+            x,
+            y,
             getattr(cv2, _CV_INTERPOLATION[interpolation]),
             borderMode=cv2.BORDER_REPLICATE,
         )
@@ -650,10 +651,6 @@ def _remap(image, matrix, origin, out, start, interpolation: str) -> np.ndarray:
             round_into(moved, dtype)
         result[r : r + _STRIP] = moved.reshape(-1, *result.shape[1:])
     return result
-
-
-def _fixed(coordinates: np.ndarray) -> np.ndarray:
-    return np.rint(coordinates * 1024).astype(np.int32)
 
 
 def _resample_channels(
