@@ -6,6 +6,7 @@ messages and exit codes: 2 for bad usage or bad input, 1 for anything else.
 
 from __future__ import annotations
 
+import ctypes
 import sys
 import time
 import traceback
@@ -271,6 +272,29 @@ def _warn_line(message, category, filename, lineno, file=None, line=None) -> Non
     sys.stderr.write(f"warning: {message}\n")
 
 
+def _one_malloc_arena() -> None:
+    """Have glibc's allocator serve every thread from one heap.
+
+    By default each thread that allocates under contention gets a heap of its
+    own, and a frame freed in one heap cannot serve another thread's next
+    frame: the peak memory of a merge then varied by 20 % from run to run
+    (392-475 MB for the same 2000x2000 stack), whatever its length. With one
+    heap it varies by 5 %, at the same speed (a merge allocates a few hundred
+    large buffers per slice, so the shared lock is idle). A process-wide
+    setting, so the command line makes it, not the library; other C libraries
+    are left as they are.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, 1)
+    except (OSError, AttributeError):
+        pass
+
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code.
 
@@ -286,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
+    _one_malloc_arena()
     with warnings.catch_warnings():
         warnings.showwarning = _warn_line
         warnings.simplefilter("always")
