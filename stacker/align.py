@@ -803,8 +803,10 @@ def estimate_gain(reference: np.ndarray, warped: np.ndarray, valid: np.ndarray) 
         raise ValueError(f"reference, warped and valid must share a shape, got {shapes}")
     if np.asarray(reference).dtype.kind in "ui":  # clipped highlights do not scale
         valid = valid & (ref < 0.99) & (mov < 0.99)
-    k = int(np.ceil(max(ref.shape) / 256))
+    k = int(np.ceil(max(ref.shape) / 256)) if ref.size else 1
     weight = block_mean(valid.astype(np.float32), k)
+    if weight.size == 0:  # fewer rows or columns than a block: nothing to compare
+        return 1.0
     sigma = max(weight.shape) / 32
     # Normalised convolution: invalid pixels neither count nor drag the means down.
     norm = ndi.gaussian_filter(weight, sigma)

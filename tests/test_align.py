@@ -349,3 +349,9 @@ def test_warp_reads_only_the_window_it_needs():
     # The window and the Lanczos kernel's reach, four pixels each side.
     assert rows.stop - rows.start <= 20 + 10 and cols.stop - cols.start <= 30 + 10
     assert 500 - 5 <= rows.start and 600 - 5 <= cols.start
+
+
+def test_gain_of_a_strip_thinner_than_its_blocks_is_one():
+    # 3 x 70000: blocks of ceil(70000 / 256) = 274 px leave no whole block.
+    ref = np.random.default_rng(9).random((3, 70000)).astype(np.float32)
+    assert estimate_gain(ref, ref / 2, np.ones(ref.shape, bool)) == 1.0
