@@ -616,8 +616,6 @@ def _remap(image, matrix, origin, out, start, interpolation: str) -> np.ndarray:
     1/32 px; they come from frame coordinates, so a tile samples exactly where
     the whole frame does. Strips of rows keep the maps small.
     """
-    # Imported here: OpenCV takes 0.15 s and 20 MB to load, which runs that
-    # warp nothing (still stacks, `--align none`) should not pay.
     import cv2
 
     dtype = image.dtype

@@ -114,8 +114,9 @@ def _in_bands(
 ) -> np.ndarray:
     """Apply a focus measure to bands of rows, each read with the `reach` rows around it.
 
-    A band's temporaries are a few megabytes, where the whole frame's would
-    be several frames: on 12 MP slices, two workers' measures held 380 MB.
+    A band's temporaries are a few megabytes, where the whole frame's are
+    three frames besides `gray`: with them, two workers' measures raised the
+    12 MP default merge's peak memory from 918 to 1010 MiB.
     Every row is computed as in the whole frame (OpenCV's filters do not
     depend on where a row lies), so bands leave the result unchanged.
 
@@ -316,7 +317,7 @@ def noise_variance(gray: np.ndarray) -> float:
     gray = np.asarray(gray, dtype=np.float32)
     if gray.ndim != 2 or min(gray.shape) < 3:
         raise ValueError(f"gray must be a 2-D image of at least 3 x 3, got shape {gray.shape}")
-    import cv2  # ten times faster than ndimage.correlate here
+    import cv2  # 0.4 ms per megapixel, where ndimage.correlate takes 8
 
     response = cv2.filter2D(np.ascontiguousarray(gray), -1, _IMMERKAER)[1:-1, 1:-1]
     sigma = np.sqrt(np.pi / 2) / 6 * np.abs(response).mean(dtype=np.float64)
