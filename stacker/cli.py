@@ -162,7 +162,10 @@ def merge(
         ),
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="Worker threads (default: all cores).", min=1)
+        int | None,
+        typer.Option(
+            help="Worker threads, and threads per OpenCV call (default: all cores).", min=1
+        ),
     ] = None,
     bit_depth: Annotated[
         BitDepth, typer.Option(help="Composite bit depth: auto keeps the input's.")
