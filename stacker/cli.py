@@ -281,7 +281,7 @@ def _one_malloc_arena() -> None:
     By default each thread that allocates under contention gets a heap of its
     own, and a frame freed in one heap cannot serve another thread's next
     frame: the peak memory of a merge then varied by 20 % from run to run
-    (392-475 MB for the same 2000x2000 stack), whatever its length. With one
+    (383-464 MiB for the same 2000x2000 stack), whatever its length. With one
     heap it varies by 5 %, at the same speed (a merge allocates a few hundred
     large buffers per slice, so the shared lock is idle). A process-wide
     setting, so the command line makes it, not the library; other C libraries
