@@ -298,11 +298,7 @@ class Stack:
             luma = imagecodecs.jpeg8_decode(frame.path.read_bytes(), outcolorspace="GRAY")
         except Exception:  # CMYK and other oddities: the full decoder knows them
             return self[index]
-        if luma.shape != self.shape[:2]:
-            raise StackError(
-                f"{frame.name}: shape {luma.shape} differs from the first slice's "
-                f"{self.shape[:2]} ({self.names[0]})"
-            )
+        self._check_shape(frame, luma.shape, self.shape[:2])
         return luma
 
     def window(self, index: int) -> np.ndarray:
@@ -327,17 +323,20 @@ class Stack:
         return self[index] if mapped is None else self._checked(frame, mapped)
 
     def _checked(self, frame: Frame, image: np.ndarray) -> np.ndarray:
-        if image.shape != self.shape:
-            raise StackError(
-                f"{frame.name}: shape {image.shape} differs from the first slice's "
-                f"{self.shape} ({self.names[0]})"
-            )
+        self._check_shape(frame, image.shape, self.shape)
         if image.dtype != self.dtype:
             raise StackError(
                 f"{frame.name}: pixel type {image.dtype} differs from the first slice's "
                 f"{self.dtype} ({self.names[0]})"
             )
         return image
+
+    def _check_shape(self, frame: Frame, shape: tuple, expected: tuple) -> None:
+        if shape != expected:
+            raise StackError(
+                f"{frame.name}: shape {shape} differs from the first slice's "
+                f"{expected} ({self.names[0]})"
+            )
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
