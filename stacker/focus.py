@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._opencv import fill_edge, filter_wide, gaussian_kernel, widened
+from ._opencv import fill_edge, filter_wide, gaussian_kernel, separable, widened
 
 __all__ = [
     "FOCUS_MEASURES",
@@ -317,14 +317,13 @@ def noise_variance(gray: np.ndarray) -> float:
     gray = np.asarray(gray, dtype=np.float32)
     if gray.ndim != 2 or min(gray.shape) < 3:
         raise ValueError(f"gray must be a 2-D image of at least 3 x 3, got shape {gray.shape}")
-    import cv2  # 0.4 ms per megapixel, where ndimage.correlate takes 8
-
-    response = cv2.filter2D(np.ascontiguousarray(gray), -1, _IMMERKAER)[1:-1, 1:-1]
+    # The kernel is the outer product of [1, -2, 1] with itself.
+    response = separable(gray, _SECOND_DIFFERENCE)[1:-1, 1:-1]
     sigma = np.sqrt(np.pi / 2) / 6 * np.abs(response).mean(dtype=np.float64)
     return float(sigma**2)
 
 
-_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+_SECOND_DIFFERENCE = np.array([1, -2, 1], dtype=np.float32)
 
 
 def check_measure(measure: str, sigma: float) -> Callable[..., np.ndarray]:
