@@ -28,6 +28,9 @@ Suites (``all``: every suite but ``huge``):
 * ``tiled`` (opt-in: ~1 GB of files): 10 slices, 8000x6000 16-bit grey TIFF: depthmap and
   argmax without alignment, whole frame and ``--tile 2048``, and whether the composites
   differ.
+* ``stages``: the CPU time of each stage of the default merge for one slice of the ``jpeg``
+  stack, in this process on one thread (OpenCV's included), and the CPU the ``jpeg`` bar
+  leaves on this machine's cores: what a pipeline that kept every core busy would need.
 * ``real`` (opt-in; skipped without ``../shared/stacks`` beside the project): the default
   merge of every real stack there with and without alignment, best of two.
   Bar: alignment adds at most 50%.
@@ -498,6 +501,89 @@ REAL_STACKS = Path(__file__).resolve().parents[1].parent / "shared" / "stacks"
 OVERHEAD_BAR = 0.5
 
 
+def cpu_seconds(func: Callable[[], object], repeat: int = 3) -> tuple[float, object]:
+    """Least CPU time of `repeat` calls of `func`, and its last result."""
+    best, result = np.inf, None
+    for _ in range(repeat):
+        start = time.process_time()
+        result = func()
+        best = min(best, time.process_time() - start)
+    return best, result
+
+
+def suite_stages(bench: Bench) -> Table:
+    """CPU per stage of the default merge on one thread, against the jpeg bar's budget."""
+    import cv2
+
+    from stacker.align import estimate_stack_transforms
+    from stacker.focus import focus_measure, to_gray
+    from stacker.io import open_stack
+    from stacker.methods import STATES
+    from stacker.select import regularize_depth
+
+    spec, files = bench.stack("jpeg")
+    stack = open_stack(files)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        decode, image = cpu_seconds(lambda: stack[0])
+        luma, grey = cpu_seconds(lambda: stack.grey(0))
+        other = stack.grey(1)
+        pair, _ = cpu_seconds(lambda: estimate_stack_transforms([grey, other], reference=0))
+        gray_s, gray = cpu_seconds(lambda: to_gray(image))
+        focus_s, _ = cpu_seconds(lambda: focus_measure(gray, measure="mean-std"))
+        # The running state's cost depends on what it holds: fold in three different
+        # slices and time the later two.
+        state = STATES[METHODS[0]](image.shape, image.dtype)
+        spent = []
+        for k in range(min(3, len(stack))):
+            later = stack[k]
+            measured = focus_measure(to_gray(later), measure="mean-std")
+            start = time.process_time()
+            state.update(state.prepare(later, measured))
+            spent.append(time.process_time() - start)
+        update = min(spent[1:] or spent)
+        result_s, (_, depth, _, confidence) = cpu_seconds(lambda: state.result(0.0, None), 1)
+        finish, _ = cpu_seconds(lambda: regularize_depth(depth, confidence), 1)
+    finally:
+        cv2.setNumThreads(threads)
+    finish += result_s
+    stages = [
+        ("decode the slice (RGB)", decode, 1),
+        ("decode its luma again (registration pass)", luma, 1),
+        ("register a pair (downscale both, match), at most", pair, 1),
+        ("grey of the slice", gray_s, 1),
+        ("focus measure (mean-std)", focus_s, 1),
+        ("running state: prepare and update", update, 1),
+        ("result and depth regularisation, once per stack", finish, 0),
+    ]
+    n, cores = spec.slices, len(os.sched_getaffinity(0))
+    need = sum(cpu * n if per_slice else cpu for _, cpu, per_slice in stages)
+    # The bar's wall time, less the start-up every merge pays, on every core.
+    decode_run = bench.run("stages", [bench.decode(files)])[0]
+    budget = (2.0 * decode_run.wall - bench.startup.wall) * cores
+    rows = [
+        [name, f"{cpu * 1e3:.0f}", f"{cpu * n if per_slice else cpu:.2f}"]
+        for name, cpu, per_slice in stages
+    ]
+    rows.append(["total", "", f"{need:.2f}"])
+    notes = [
+        "one slice, least CPU time of three runs (the running state: of the second and third "
+        "slices folded in; the finishing steps: one run); no warp (the synthetic stack does "
+        "not move)",
+        f"CPU the jpeg bar allows: 2 x the decode run ({decode_run.wall:.2f} s) less start-up "
+        f"({bench.startup.wall:.2f} s), on {cores} cores = {budget:.2f} s; these stages alone "
+        f"need {need:.2f} s ({need / budget:.1f}x), without gain and noise estimates, writing "
+        "or any idle core",
+    ]
+    return Table(
+        f"stages: CPU of the default merge, {spec.label}",
+        ["stage", "ms per slice", f"s for {n} slices"],
+        rows,
+        notes,
+    )
+
+
 def real_stacks() -> list[tuple[str, list[str]]]:
     """Name and inputs of each real stack: its images (not ground truth), or its first sub-stack."""
     stacks = []
@@ -552,6 +638,7 @@ SUITES: dict[str, Callable[[Bench], Table]] = {
     "huge": suite_huge,
     "tiled": suite_tiled,
     "real": suite_real,
+    "stages": suite_stages,
 }
 OPT_IN = {"huge", "tiled", "real"}
 
