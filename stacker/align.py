@@ -551,9 +551,9 @@ def warp(
     interpolation : {'lanczos', 'linear', 'nearest'}, optional
         ``'lanczos'`` (default): OpenCV's 8x8 Lanczos kernel, which keeps the
         fine detail a focus measure looks for: on the alignment benchmark,
-        stacking with the true transforms lost 0.30-0.77 dB to resampling,
-        against 0.47-1.13 dB with Pillow's bicubic interpolation. Frames
-        wider than 32767 px fall back to Pillow's bicubic.
+        stacking with the true transforms came within 0.30-0.77 dB of the
+        still stack, against 0.47-1.13 dB with Pillow's bicubic interpolation.
+        Frames wider than 32767 px fall back to Pillow's bicubic.
 
     Returns
     -------
