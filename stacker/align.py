@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -428,7 +430,9 @@ def estimate_stack_transforms(
     alike, so they match best) and the pair transforms are chained. A slice that fails against
     its neighbour is searched for against the reference, and if that fails too it keeps its
     neighbour's transform and is skipped as a link. Slices are walked outward from the
-    reference, each decoded once, with at most three downscaled slices held at a time.
+    reference, below and above it at the same time when there are threads for both, each
+    decoded once. Downscaled slices held at a time: the reference, and per walk its anchor,
+    the slice in hand and those read ahead.
 
     Parameters
     ----------
@@ -442,9 +446,11 @@ def estimate_stack_transforms(
         Slices are block-averaged to a long side of at most this, for speed; the matrices
         are returned at full resolution.
     threads : int, optional
-        Worker threads that decode and downscale the next slices meanwhile.
+        Threads for the two walks and for decoding and downscaling the next slices
+        meanwhile. The transforms do not depend on it.
     progress : callable, optional
-        Called as ``progress(done, total)`` after each slice.
+        Called as ``progress(done, total)`` once the reference is read and after each
+        slice, possibly from a worker thread.
 
     Returns
     -------
@@ -472,41 +478,55 @@ def estimate_stack_transforms(
 
     ref_pyr = load(first, ref_index)
     del first
-    matrices, qualities, done = [np.eye(3)] * n, [1.0] * n, 1
-    # Walk outward from the reference, down then up; worker threads decode and
-    # prepare the next slices while this one registers.
-    walk = [*range(ref_index - 1, -1, -1), *range(ref_index + 1, n)]
-    pyramids = ordered_map(lambda i: load(np.asarray(stack[i]), i), walk, threads)
-    for index, pyr in zip(walk, pyramids, strict=True):
-        if index in (ref_index - 1, ref_index + 1):
-            # The anchor is the nearest slice towards the reference with a trusted
-            # transform, so a slice that matches nothing (blank, or blurred beyond
-            # recognition) is stepped over.
-            anchor, anchor_matrix, guess, guess_quality = ref_pyr, np.eye(3), None, 0.0
-        if progress is not None:
-            progress(done, n)
-        pair, quality = _register(anchor, pyr, model, initial=guess)
-        if guess is not None and quality < _TRUST_GUESS * guess_quality:
-            # Neighbouring pairs move alike (breathing, drift), so the last pair's
-            # motion starts the next one's refinement; a bump that breaks the pattern
-            # shows as a worse match, and the global search runs after all.
-            searched, q_searched = _register(anchor, pyr, model)
-            if q_searched > quality:
-                pair, quality = searched, q_searched
-        matrix = pair @ anchor_matrix
-        if quality < _MATCH and anchor is not ref_pyr and model != "none":
-            direct, q_direct = _register(ref_pyr, pyr, model)
-            if q_direct > quality:
-                matrix, quality = direct, q_direct
-        if quality >= _MATCH:
-            anchor, anchor_matrix = pyr, matrix
-            guess, guess_quality = (None, 0.0) if model == "none" else (pair, quality)
-        else:
-            matrix = anchor_matrix  # no evidence of motion beats a random guess
-        matrices[index], qualities[index] = matrix, quality
-        done += 1
+    matrices, qualities = [np.eye(3)] * n, [1.0] * n
+    done, lock = [1], threading.Lock()
     if progress is not None:
-        progress(n, n)
+        progress(1, n)
+
+    def walk(chain: range, loaders: int) -> None:
+        """Register the slices of `chain`, outward from the reference, each to its anchor."""
+        # Worker threads decode and prepare the next slices while this one registers.
+        pyramids = ordered_map(lambda i: load(np.asarray(stack[i]), i), chain, loaders)
+        # The anchor is the nearest slice towards the reference with a trusted
+        # transform, so a slice that matches nothing (blank, or blurred beyond
+        # recognition) is stepped over.
+        anchor, anchor_matrix, guess, guess_quality = ref_pyr, np.eye(3), None, 0.0
+        for index, pyr in zip(chain, pyramids, strict=True):
+            pair, quality = _register(anchor, pyr, model, initial=guess)
+            if guess is not None and quality < _TRUST_GUESS * guess_quality:
+                # Neighbouring pairs move alike (breathing, drift), so the last pair's
+                # motion starts the next one's refinement; a bump that breaks the pattern
+                # shows as a worse match, and the global search runs after all.
+                searched, q_searched = _register(anchor, pyr, model)
+                if q_searched > quality:
+                    pair, quality = searched, q_searched
+            matrix = pair @ anchor_matrix
+            if quality < _MATCH and anchor is not ref_pyr and model != "none":
+                direct, q_direct = _register(ref_pyr, pyr, model)
+                if q_direct > quality:
+                    matrix, quality = direct, q_direct
+            if quality >= _MATCH:
+                anchor, anchor_matrix = pyr, matrix
+                guess, guess_quality = (None, 0.0) if model == "none" else (pair, quality)
+            else:
+                matrix = anchor_matrix  # no evidence of motion beats a random guess
+            matrices[index], qualities[index] = matrix, quality
+            with lock:
+                done[0] += 1
+                if progress is not None:
+                    progress(done[0], n)
+
+    # The slices below and above the reference form two independent chains: with
+    # threads to spare, they register at the same time.
+    down, up = range(ref_index - 1, -1, -1), range(ref_index + 1, n)
+    if threads > 1 and len(down) and len(up):
+        with ThreadPoolExecutor(1) as pool:
+            other = pool.submit(walk, down, threads // 2)
+            walk(up, threads - threads // 2)
+            other.result()
+    else:
+        walk(down, threads)
+        walk(up, threads)
     return [_scaled(m, 1 / k, (1 - k) / (2 * k)) for m in matrices], qualities
 
 

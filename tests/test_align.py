@@ -167,6 +167,27 @@ def test_stack_transforms_known_motion(shifted_stack):
     assert calls[-1] == (8, 8) and len(calls) == 8
 
 
+@pytest.mark.parametrize("reference", [0, 3, 7])
+def test_stack_transforms_same_on_threads(shifted_stack, reference):
+    # Below and above the reference, two walks run at once on threads: the
+    # transforms must not change, and every slice is still read once.
+    slices, _ = shifted_stack
+    one = estimate_stack_transforms(slices, reference=reference, max_size=192)
+    stack, calls = CountingStack(slices), []
+    two = estimate_stack_transforms(
+        stack,
+        reference=reference,
+        max_size=192,
+        threads=3,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    for a, b in zip(one[0], two[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert one[1] == two[1]
+    assert stack.reads == [1] * len(slices)
+    assert calls == [(k, len(slices)) for k in range(1, len(slices) + 1)]
+
+
 def test_stack_transforms_downscaled_and_robust(shifted_stack):
     slices, truths = shifted_stack
     slices = list(slices[2:6])
