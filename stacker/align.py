@@ -479,12 +479,20 @@ def estimate_stack_transforms(
     ref_pyr = load(first, ref_index)
     del first
     matrices, qualities = [np.eye(3)] * n, [1.0] * n
-    done, lock = [1], threading.Lock()
+    done, lock, stop = 1, threading.Lock(), threading.Event()
     if progress is not None:
-        progress(1, n)
+        progress(done, n)
 
     def walk(chain: range, loaders: int) -> None:
+        try:
+            register_chain(chain, loaders)
+        except BaseException:
+            stop.set()  # the other walk stops too, an error or interrupt is not kept waiting
+            raise
+
+    def register_chain(chain: range, loaders: int) -> None:
         """Register the slices of `chain`, outward from the reference, each to its anchor."""
+        nonlocal done
         # Worker threads decode and prepare the next slices while this one registers.
         pyramids = ordered_map(lambda i: load(np.asarray(stack[i]), i), chain, loaders)
         # The anchor is the nearest slice towards the reference with a trusted
@@ -492,6 +500,8 @@ def estimate_stack_transforms(
         # recognition) is stepped over.
         anchor, anchor_matrix, guess, guess_quality = ref_pyr, np.eye(3), None, 0.0
         for index, pyr in zip(chain, pyramids, strict=True):
+            if stop.is_set():
+                return
             pair, quality = _register(anchor, pyr, model, initial=guess)
             if guess is not None and quality < _TRUST_GUESS * guess_quality:
                 # Neighbouring pairs move alike (breathing, drift), so the last pair's
@@ -512,9 +522,9 @@ def estimate_stack_transforms(
                 matrix = anchor_matrix  # no evidence of motion beats a random guess
             matrices[index], qualities[index] = matrix, quality
             with lock:
-                done[0] += 1
+                done += 1
                 if progress is not None:
-                    progress(done[0], n)
+                    progress(done, n)
 
     # The slices below and above the reference form two independent chains: with
     # threads to spare, they register at the same time.

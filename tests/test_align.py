@@ -188,6 +188,14 @@ def test_stack_transforms_same_on_threads(shifted_stack, reference):
     assert calls == [(k, len(slices)) for k in range(1, len(slices) + 1)]
 
 
+def test_stack_transforms_error_in_a_walk_on_threads(shifted_stack):
+    slices, _ = shifted_stack
+    broken = list(slices)
+    broken[2] = broken[2][:-1]  # in the walk below the reference, on the worker thread
+    with pytest.raises(ValueError, match="slice 2"):
+        estimate_stack_transforms(broken, reference=4, max_size=192, threads=2)
+
+
 def test_stack_transforms_downscaled_and_robust(shifted_stack):
     slices, truths = shifted_stack
     slices = list(slices[2:6])
