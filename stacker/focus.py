@@ -233,7 +233,7 @@ def mean_local_std(
         mean = filter_wide(fill_edge(std, rows.shape[1]), gaussian_kernel(outer, _TRUNCATE))
         return np.multiply(mean, mean, out=mean)
 
-    return _in_bands(gray, _radius(fine) + _radius(outer), overwrite, measure)
+    return _in_bands(gray, focus_radius(sigma, "mean-std"), overwrite, measure)
 
 
 FOCUS_MEASURES: dict[str, Callable[..., np.ndarray]] = {
