@@ -3,8 +3,8 @@
 Separable filters (Gaussian with scipy's kernel and edges) on widened arrays,
 so that a tile filters exactly as the whole frame; a masked copy of whole
 pixels; and the number of threads OpenCV uses. OpenCV's loops are vectorised
-and threaded where numpy's and scipy's are not. It is imported on first use:
-it takes 0.15 s to load, which ``import stacker`` need not pay.
+and threaded where numpy's and scipy's are not. It is imported on first use,
+so ``import stacker`` does not load it.
 """
 
 from __future__ import annotations
