@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import photo_scenes
 import tifffile
 from PIL import Image, ImageDraw
 from scipy import ndimage as ndi
@@ -84,6 +85,11 @@ class Scene:
     noise: float = 0.01
     edges: bool = False  # has depth discontinuities (halo band reported)
     seed: int = 0
+    photo: str | None = None  # a photograph (photo_scenes.PHOTOS) instead of the texture
+    front: str | None = None  # another photograph on the 'object' height field's object
+    highlights: int = 0  # saturated specular glints added to the sharp image
+    jpeg: int | None = None  # every slice through a JPEG of this quality (8-bit only)
+    half: str = "tune"  # "tune": may be tuned on; "held-out": never tuned on
 
 
 SCENES = (
@@ -94,7 +100,146 @@ SCENES = (
     Scene("object", "object", (384, 384), 8, 3, np.uint8, blur=1.8, edges=True, seed=4),
     Scene("smooth", "smooth", (256, 256), 40, 3, np.uint8, blur=1.0, seed=5),
     Scene("smooth-noisy", "smooth", (256, 256), 20, 3, np.uint8, blur=1.5, noise=0.03, seed=6),
+    # Photographs: large smooth areas beside strong edges, glints, objects over a background.
+    Scene(
+        "chelsea-plane", "plane", (288, 384), 12, 3, np.uint8, blur=1.5, seed=11, photo="chelsea"
+    ),
+    Scene(
+        "coins-terraces",
+        "terraces",
+        (288, 384),
+        10,
+        None,
+        np.uint16,
+        blur=2.0,
+        edges=True,
+        seed=12,
+        photo="coins",
+        highlights=12,
+    ),
+    Scene(
+        "coffee-object",
+        "object",
+        (320, 384),
+        16,
+        3,
+        np.uint8,
+        blur=1.8,
+        edges=True,
+        seed=13,
+        photo="coffee",
+        front="chelsea",
+        highlights=8,
+        jpeg=90,
+    ),
+    Scene("camera-dome", "dome", (320, 320), 20, None, np.uint8, blur=1.2, seed=14, photo="camera"),
+    Scene(
+        "hubble-smooth",
+        "smooth",
+        (288, 288),
+        30,
+        3,
+        np.uint16,
+        blur=1.0,
+        seed=15,
+        photo="hubble_deep_field",
+    ),
+    Scene(
+        "text-terraces",
+        "terraces",
+        (160, 384),
+        12,
+        None,
+        np.uint8,
+        blur=2.0,
+        edges=True,
+        seed=16,
+        photo="text",
+        jpeg=92,
+    ),
+    Scene(
+        "astronaut-plane",
+        "plane",
+        (320, 320),
+        15,
+        3,
+        np.uint8,
+        blur=1.5,
+        seed=21,
+        photo="astronaut",
+        jpeg=85,
+        half="held-out",
+    ),
+    Scene(
+        "page-object",
+        "object",
+        (176, 384),
+        10,
+        None,
+        np.uint16,
+        blur=2.0,
+        edges=True,
+        seed=22,
+        photo="page",
+        front="coins",
+        half="held-out",
+    ),
+    Scene(
+        "ihc-dome",
+        "dome",
+        (320, 320),
+        24,
+        3,
+        np.uint16,
+        blur=1.2,
+        seed=23,
+        photo="immunohistochemistry",
+        half="held-out",
+    ),
+    Scene(
+        "moon-smooth",
+        "smooth",
+        (288, 288),
+        40,
+        None,
+        np.uint16,
+        blur=1.0,
+        seed=24,
+        photo="moon",
+        half="held-out",
+    ),
+    Scene(
+        "clock-terraces",
+        "terraces",
+        (288, 384),
+        10,
+        None,
+        np.uint8,
+        blur=2.0,
+        edges=True,
+        seed=25,
+        photo="clock",
+        highlights=10,
+        half="held-out",
+    ),
+    Scene(
+        "rocket-object",
+        "object",
+        (320, 448),
+        20,
+        3,
+        np.uint8,
+        blur=1.5,
+        edges=True,
+        seed=26,
+        photo="rocket",
+        front="astronaut",
+        highlights=6,
+        jpeg=90,
+        half="held-out",
+    ),
 )
+HALVES = ("tune", "held-out")
 
 
 @dataclass(frozen=True)
@@ -114,14 +259,24 @@ class Motion:
 
 # Each scene moved by a known motion, with exposure flicker; 0-4 % focus breathing.
 ALIGN_SCENES = (
-    (Scene("dome", "dome", (384, 384), 12, 3, np.uint8, blur=1.2, seed=2),
-     Motion(0.04, (20.0, -14.0), 1.0)),
-    (Scene("smooth", "smooth", (256, 256), 40, 3, np.uint8, blur=1.0, seed=5),
-     Motion(0.02, (-12.0, 20.0), -0.6)),
-    (Scene("terraces", "terraces", (384, 384), 10, None, np.uint16, blur=2.0, edges=True, seed=1),
-     Motion(0.01, (16.0, 16.0), 0.4)),
-    (Scene("plane", "plane", (384, 384), 8, None, np.uint8, blur=1.5, seed=3),
-     Motion(0.0, (-20.0, 10.0), -1.0)),
+    (
+        Scene("dome", "dome", (384, 384), 12, 3, np.uint8, blur=1.2, seed=2),
+        Motion(0.04, (20.0, -14.0), 1.0),
+    ),
+    (
+        Scene("smooth", "smooth", (256, 256), 40, 3, np.uint8, blur=1.0, seed=5),
+        Motion(0.02, (-12.0, 20.0), -0.6),
+    ),
+    (
+        Scene(
+            "terraces", "terraces", (384, 384), 10, None, np.uint16, blur=2.0, edges=True, seed=1
+        ),
+        Motion(0.01, (16.0, 16.0), 0.4),
+    ),
+    (
+        Scene("plane", "plane", (384, 384), 8, None, np.uint8, blur=1.5, seed=3),
+        Motion(0.0, (-20.0, 10.0), -1.0),
+    ),
 )
 
 
@@ -177,13 +332,20 @@ def depth_edges(height: np.ndarray) -> np.ndarray:
 
 def render(scene: Scene, shape: tuple[int, int]) -> Truth:
     """Render a scene's stack and derive the masks the metrics use."""
-    sharp = synthetic.texture(shape, channels=scene.channels, seed=scene.seed)
     field = synthetic.height_field(scene.kind, shape, seed=scene.seed)
+    sharp = photo_scenes.sharp_image(scene, shape, field)
     height = MARGIN + field.astype(np.float64) * (scene.n_slices - 1 - 2 * MARGIN)
     stack = synthetic.render_stack(
-        sharp, height, scene.n_slices, blur_per_slice=scene.blur, noise=scene.noise,
-        seed=scene.seed, dtype=scene.dtype,
+        sharp,
+        height,
+        scene.n_slices,
+        blur_per_slice=scene.blur,
+        noise=scene.noise,
+        seed=scene.seed,
+        dtype=scene.dtype,
     )
+    if scene.jpeg is not None:
+        stack = photo_scenes.jpeg_roundtrip(stack, scene.jpeg)
     interior = np.zeros(shape, bool)
     interior[BORDER:-BORDER, BORDER:-BORDER] = True
     y = luma(sharp)
@@ -192,8 +354,9 @@ def render(scene: Scene, shape: tuple[int, int]) -> Truth:
     halo = None
     if scene.edges:
         halo = interior & (ndi.distance_transform_edt(~depth_edges(height)) <= HALO_RADIUS)
-    return Truth(stack, sharp.astype(np.float64), height, interior,
-                 interior & (std > TEXTURE_STD), halo)
+    return Truth(
+        stack, sharp.astype(np.float64), height, interior, interior & (std > TEXTURE_STD), halo
+    )
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
@@ -219,8 +382,14 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return float(s[mask].mean())
 
 
-def score(scene: Scene, truth: Truth, method: str, composite: np.ndarray,
-          depth: np.ndarray | None, seconds: float | None) -> Row:
+def score(
+    scene: Scene,
+    truth: Truth,
+    method: str,
+    composite: np.ndarray,
+    depth: np.ndarray | None,
+    seconds: float | None,
+) -> Row:
     """Compare one composite (and depth map, if any) with the truth."""
     image = as_float(composite)
     halo = None if truth.halo is None else psnr(image, truth.sharp, truth.halo)
@@ -229,8 +398,16 @@ def score(scene: Scene, truth: Truth, method: str, composite: np.ndarray,
         err = depth[truth.textured] - truth.height[truth.textured]
         rmse = float(np.sqrt(np.mean(err**2)))
         within = float(100 * np.mean(np.abs(err) <= 1))
-    return Row(scene.name, method, psnr(image, truth.sharp, truth.interior),
-               ssim(image, truth.sharp, truth.interior), halo, rmse, within, seconds)
+    return Row(
+        scene.name,
+        method,
+        psnr(image, truth.sharp, truth.interior),
+        ssim(image, truth.sharp, truth.interior),
+        halo,
+        rmse,
+        within,
+        seconds,
+    )
 
 
 def enfuse_merge(stack: np.ndarray) -> tuple[np.ndarray, float]:
@@ -243,8 +420,16 @@ def enfuse_merge(stack: np.ndarray) -> tuple[np.ndarray, float]:
         for path, image in zip(paths, stack, strict=True):
             write_image(path, image)
         out = str(Path(tmp) / "out.tif")
-        cmd = ["enfuse", "--exposure-weight=0", "--saturation-weight=0",
-               "--contrast-weight=1", "--hard-mask", "-o", out, *paths]
+        cmd = [
+            "enfuse",
+            "--exposure-weight=0",
+            "--saturation-weight=0",
+            "--contrast-weight=1",
+            "--hard-mask",
+            "-o",
+            out,
+            *paths,
+        ]
         start = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True)
         seconds = time.perf_counter() - start
@@ -277,8 +462,19 @@ def openfocus_merge(command: str, stack: np.ndarray) -> tuple[np.ndarray, np.nda
         for k, image in enumerate(stack):
             write_image(str(folder / f"slice_{k:03d}.png"), image)
         out, depth = Path(tmp) / "fused.png", Path(tmp) / "depth.png"
-        cmd = [command, "-i", str(folder), "-o", str(out), "-D", str(depth),
-               "--depth-colormap", "gray", "--cpu", "--no-exposure-match"]
+        cmd = [
+            command,
+            "-i",
+            str(folder),
+            "-o",
+            str(out),
+            "-D",
+            str(depth),
+            "--depth-colormap",
+            "gray",
+            "--cpu",
+            "--no-exposure-match",
+        ]
         env = {**os.environ, "OPENFOCUS_LOG_DIR": tmp}
         start = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, env=env)
@@ -293,9 +489,11 @@ def run_scene(scene: Scene, shape: tuple[int, int], save_dir: Path | None) -> li
     """Render one scene, run every method and reference, score and optionally save them."""
     start = time.perf_counter()
     truth = render(scene, shape)
-    log(f"{scene.name}: rendered {truth.stack.shape} {truth.stack.dtype} in "
+    log(
+        f"{scene.name}: rendered {truth.stack.shape} {truth.stack.dtype} in "
         f"{time.perf_counter() - start:.1f} s; "
-        f"{100 * truth.textured.sum() / truth.interior.sum():.0f}% of the interior textured")
+        f"{100 * truth.textured.sum() / truth.interior.sum():.0f}% of the interior textured"
+    )
     rows, outputs = [], {}
     for method in METHODS:
         start = time.perf_counter()
@@ -353,8 +551,12 @@ def crop_strip(panels: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate(tiles, axis=1)
 
 
-def save_outputs(save_dir: Path, scene: Scene, truth: Truth,
-                 outputs: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
+def save_outputs(
+    save_dir: Path,
+    scene: Scene,
+    truth: Truth,
+    outputs: dict[str, tuple[np.ndarray, np.ndarray | None]],
+) -> None:
     """Write truth, composites, depth previews and a strip of crops as PNG."""
     save_dir.mkdir(parents=True, exist_ok=True)
     prefix = save_dir / scene.name
@@ -414,8 +616,9 @@ class AlignRow:
         return self.t_still / self.t_none - 1
 
 
-def motion_transforms(motion: Motion, n: int, shape: tuple[int, int],
-                      reach: float = 1.0) -> list[np.ndarray]:
+def motion_transforms(
+    motion: Motion, n: int, shape: tuple[int, int], reach: float = 1.0
+) -> list[np.ndarray]:
     """The true per-slice matrices (reference -> slice); shifts multiplied by `reach`."""
     r = n // 2
     centre = (np.array(shape, dtype=np.float64) - 1) / 2
@@ -435,8 +638,9 @@ def motion_transforms(motion: Motion, n: int, shape: tuple[int, int],
 
 def grid_points(shape: tuple[int, int]) -> np.ndarray:
     """(3, GRID**2) homogeneous (row, col, 1) points spanning the whole frame."""
-    rr, cc = np.meshgrid(np.linspace(0, shape[0] - 1, GRID), np.linspace(0, shape[1] - 1, GRID),
-                         indexing="ij")
+    rr, cc = np.meshgrid(
+        np.linspace(0, shape[0] - 1, GRID), np.linspace(0, shape[1] - 1, GRID), indexing="ij"
+    )
     return np.stack([rr.ravel(), cc.ravel(), np.ones(rr.size)])
 
 
@@ -453,15 +657,22 @@ def covered(matrix: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return ((src >= 0) & (src <= np.array(shape)[:, None, None] - 1)).all(axis=0)
 
 
-def resample(image: np.ndarray, matrix: np.ndarray, shape: tuple[int, int],
-             order: int) -> np.ndarray:
+def resample(
+    image: np.ndarray, matrix: np.ndarray, shape: tuple[int, int], order: int
+) -> np.ndarray:
     """Spline-interpolate `image` (float, any channels) at ``matrix @ [r, c, 1]`` of a grid."""
     planes = np.asarray(image, np.float32).reshape(*image.shape[:2], -1)
     out = np.empty((*shape, planes.shape[-1]), np.float32)
     for ch in range(planes.shape[-1]):
-        ndi.affine_transform(planes[..., ch], matrix[:2, :2], offset=matrix[:2, 2],
-                             output_shape=shape, output=out[..., ch], order=order,
-                             mode="nearest")
+        ndi.affine_transform(
+            planes[..., ch],
+            matrix[:2, :2],
+            offset=matrix[:2, 2],
+            output_shape=shape,
+            output=out[..., ch],
+            order=order,
+            mode="nearest",
+        )
     return out.reshape(*shape, *image.shape[2:])
 
 
@@ -501,17 +712,27 @@ def render_moved(scene: Scene, motion: Motion, shape: tuple[int, int]) -> MovedT
 
     def fine(offset: float) -> np.ndarray:
         """Native (row, col, 1), shifted by `offset` px, to fine-pixel coordinates."""
-        return np.array([[f, 0, f * offset + (f - 1) / 2], [0, f, f * offset + (f - 1) / 2],
-                         [0, 0, 1]])
+        return np.array(
+            [[f, 0, f * offset + (f - 1) / 2], [0, f, f * offset + (f - 1) / 2], [0, 0, 1]]
+        )
 
     fine_wide, fine_frame = (f * wide[0], f * wide[1]), (f * shape[0], f * shape[1])
     sharp = np.clip(resample(sharp, np.linalg.inv(fine(0)), fine_wide, 3), 0, 1)
     # Linear for the heights: a spline would ring at the terraces' steps.
     height = resample(height, np.linalg.inv(fine(0)), fine_wide, 1)
-    clean = synthetic.render_stack(sharp, height, n, blur_per_slice=f * scene.blur, noise=0.0,
-                                   dtype=np.float32, layers_per_slice=FINE_LAYERS)
-    inner = (slice(f * margin, f * margin + fine_frame[0]),
-             slice(f * margin, f * margin + fine_frame[1]))
+    clean = synthetic.render_stack(
+        sharp,
+        height,
+        n,
+        blur_per_slice=f * scene.blur,
+        noise=0.0,
+        dtype=np.float32,
+        layers_per_slice=FINE_LAYERS,
+    )
+    inner = (
+        slice(f * margin, f * margin + fine_frame[0]),
+        slice(f * margin, f * margin + fine_frame[1]),
+    )
     rng = np.random.default_rng(scene.seed + 1000)
     gains = rng.uniform(1 - FLICKER, 1 + FLICKER, n)
     gains[n // 2] = 1.0
@@ -553,16 +774,19 @@ def timed_merge(stack: np.ndarray, repeats: int = 1, **options) -> tuple:
     return result, best, [str(w.message) for w in caught]
 
 
-def run_align_scene(scene: Scene, motion: Motion, shape: tuple[int, int],
-                    save_dir: Path | None) -> AlignRow:
+def run_align_scene(
+    scene: Scene, motion: Motion, shape: tuple[int, int], save_dir: Path | None
+) -> AlignRow:
     """Render one scene still and moved, merge both ways, score alignment and composites."""
     start = time.perf_counter()
     truth = render_moved(scene, motion, shape)
     n, ref = scene.n_slices, scene.n_slices // 2
     coverage = float(truth.common.sum() / truth.interior.sum())
-    log(f"align {scene.name}: rendered 2 x {truth.moved.shape} {truth.moved.dtype} in "
+    log(
+        f"align {scene.name}: rendered 2 x {truth.moved.shape} {truth.moved.dtype} in "
         f"{time.perf_counter() - start:.1f} s; {100 * coverage:.1f}% of the scored interior "
-        "covered by every moved slice")
+        "covered by every moved slice"
+    )
     # Timings on the still stack, best of two: the same merge with and without alignment.
     _, t_none, _ = timed_merge(truth.still, 2, align="none")
     still, t_still, notes = timed_merge(truth.still, 2, crop=False)
@@ -574,27 +798,45 @@ def run_align_scene(scene: Scene, motion: Motion, shape: tuple[int, int],
     for result in (still, aligned, given):
         if tuple(result.crop) != full or len(result.transforms) != n:
             raise RuntimeError(f"{scene.name}: crop=False must keep the whole frame, all slices")
-    errors = [transform_error(m, t, shape)
-              for m, t in zip(aligned.transforms, truth.transforms, strict=True)]
+    errors = [
+        transform_error(m, t, shape)
+        for m, t in zip(aligned.transforms, truth.transforms, strict=True)
+    ]
     others = [e for k, e in enumerate(errors) if k != ref]
     outputs = {"aligned": aligned, "still": still, "not aligned": plain, "true transforms": given}
-    scores = {name: psnr(as_float(r.composite), truth.sharp, truth.interior)
-              for name, r in outputs.items()}
+    scores = {
+        name: psnr(as_float(r.composite), truth.sharp, truth.interior)
+        for name, r in outputs.items()
+    }
     row = AlignRow(
-        scene, motion, shape, max(errors), float(np.mean(others)),
+        scene,
+        motion,
+        shape,
+        max(errors),
+        float(np.mean(others)),
         float(np.max(np.abs(np.array(aligned.gains) - truth.gains))),
-        scores["aligned"], scores["still"], scores["not aligned"], scores["true transforms"],
+        scores["aligned"],
+        scores["still"],
+        scores["not aligned"],
+        scores["true transforms"],
         coverage,
         max(transform_error(m, np.eye(3), shape) for m in still.transforms),
-        t_none, t_still, t_moved, notes,
+        t_none,
+        t_still,
+        t_moved,
+        notes,
     )
-    log(f"  transforms: RMS error max {row.err_max:.2f} px (slice "
+    log(
+        f"  transforms: RMS error max {row.err_max:.2f} px (slice "
         f"{int(np.argmax(errors))}), mean {row.err_mean:.2f} px; per slice "
-        + " ".join(f"{e:.2f}" for e in errors))
-    log(f"  gains: max error {row.gain_err:.4f}; PSNR aligned {row.psnr_aligned:.2f}, still "
+        + " ".join(f"{e:.2f}" for e in errors)
+    )
+    log(
+        f"  gains: max error {row.gain_err:.4f}; PSNR aligned {row.psnr_aligned:.2f}, still "
         f"{row.psnr_still:.2f}, true transforms {row.psnr_true:.2f}, not aligned "
         f"{row.psnr_none:.2f} dB; merge {t_none:.2f} s "
-        f"(align none) / {t_still:.2f} s (aligned, still) / {t_moved:.2f} s (aligned, moved)")
+        f"(align none) / {t_still:.2f} s (aligned, still) / {t_moved:.2f} s (aligned, moved)"
+    )
     for note in notes:
         log(f"  warning: {note}")
     if save_dir is not None:
@@ -615,29 +857,52 @@ def run_align_scene(scene: Scene, motion: Motion, shape: tuple[int, int],
 def describe_motion(motion: Motion, reach: float) -> str:
     """The motion in a table cell."""
     rows, cols = (reach * s for s in motion.shift)
-    return (f"scale {100 * motion.scale:g}%, shift {rows:+.0f}/{cols:+.0f} px, "
-            f"turn {motion.rotation:+g} deg")
+    return (
+        f"scale {100 * motion.scale:g}%, shift {rows:+.0f}/{cols:+.0f} px, "
+        f"turn {motion.rotation:+g} deg"
+    )
 
 
 def align_table(rows: list[AlignRow]) -> str:
     """The alignment results as a markdown table."""
-    headers = ["scene", "slices", "motion at the far end", "transform error max / mean (px)",
-               "gain error max", "PSNR still (dB)", "PSNR aligned (dB)", "gap (dB)",
-               "PSNR true transforms (dB)", "PSNR not aligned (dB)", "false motion, still (px)",
-               "merge none / aligned (s)", "alignment overhead", "merge moved (s)"]
+    headers = [
+        "scene",
+        "slices",
+        "motion at the far end",
+        "transform error max / mean (px)",
+        "gain error max",
+        "PSNR still (dB)",
+        "PSNR aligned (dB)",
+        "gap (dB)",
+        "PSNR true transforms (dB)",
+        "PSNR not aligned (dB)",
+        "false motion, still (px)",
+        "merge none / aligned (s)",
+        "alignment overhead",
+        "merge moved (s)",
+    ]
     lines = [headers, ["---"] * 3 + ["---:"] * (len(headers) - 3)]
     for r in rows:
         s = r.scene
         kind = f"{'RGB' if s.channels else 'grey'} {np.dtype(s.dtype).itemsize * 8}-bit"
-        lines.append([
-            s.name, f"{s.n_slices} x {r.shape[0]}x{r.shape[1]} {kind}",
-            describe_motion(r.motion, min(r.shape) / min(s.shape)),
-            f"{r.err_max:.2f} / {r.err_mean:.2f}", f"{r.gain_err:.4f}",
-            f"{r.psnr_still:.2f}", f"{r.psnr_aligned:.2f}", f"{r.gap:+.2f}",
-            f"{r.psnr_true:.2f} ({r.psnr_still - r.psnr_true:+.2f})", f"{r.psnr_none:.2f}",
-            f"{r.false_motion:.2f}", f"{r.t_none:.2f} / {r.t_still:.2f}",
-            f"{100 * r.overhead:+.0f}%", f"{r.t_moved:.2f}",
-        ])
+        lines.append(
+            [
+                s.name,
+                f"{s.n_slices} x {r.shape[0]}x{r.shape[1]} {kind}",
+                describe_motion(r.motion, min(r.shape) / min(s.shape)),
+                f"{r.err_max:.2f} / {r.err_mean:.2f}",
+                f"{r.gain_err:.4f}",
+                f"{r.psnr_still:.2f}",
+                f"{r.psnr_aligned:.2f}",
+                f"{r.gap:+.2f}",
+                f"{r.psnr_true:.2f} ({r.psnr_still - r.psnr_true:+.2f})",
+                f"{r.psnr_none:.2f}",
+                f"{r.false_motion:.2f}",
+                f"{r.t_none:.2f} / {r.t_still:.2f}",
+                f"{100 * r.overhead:+.0f}%",
+                f"{r.t_moved:.2f}",
+            ]
+        )
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
@@ -683,10 +948,10 @@ def align_caption(rows: list[AlignRow]) -> str:
         f"aligned = `merge(moved, crop=False)`; gap = still - aligned (bar {GAP_BAR} dB); "
         f"true transforms = `merge(moved, transforms=T, crop=False)` (in brackets: its gap, "
         f"what the moved stack costs with exact transforms); "
-        f"not aligned = `merge(moved, align=\"none\", brightness=False)`. False motion: worst "
+        f'not aligned = `merge(moved, align="none", brightness=False)`. False motion: worst '
         f"RMS displacement of the transforms estimated on the still stack. Merge times, "
         f"best of two on {os.cpu_count()} cores, "
-        f"on the still stack with `align=\"none\"` and with the default alignment; overhead = "
+        f'on the still stack with `align="none"` and with the default alignment; overhead = '
         f"their ratio - 1 (bar {100 * OVERHEAD_BAR:.0f}%); merge moved: the aligned merge of "
         f"the moved stack (one run)."
     )
@@ -699,27 +964,62 @@ def fmt(value: float | None, spec: str) -> str:
 
 def table(rows: list[Row]) -> str:
     """The results as a markdown table."""
-    headers = ["scene", "method", "PSNR (dB)", "SSIM", "halo PSNR (dB)", "depth RMSE (slices)",
-               "within 1 slice (%)", "time (s)"]
+    headers = [
+        "scene",
+        "method",
+        "PSNR (dB)",
+        "SSIM",
+        "halo PSNR (dB)",
+        "depth RMSE (slices)",
+        "within 1 slice (%)",
+        "time (s)",
+    ]
     lines = [headers, ["---"] * 2 + ["---:"] * (len(headers) - 2)]
     for r in rows:
-        lines.append([r.scene, r.method, fmt(r.psnr, ".2f"), fmt(r.ssim, ".4f"),
-                      fmt(r.halo_psnr, ".2f"), fmt(r.depth_rmse, ".2f"),
-                      fmt(r.within_one, ".1f"), fmt(r.seconds, ".2f")])
+        lines.append(
+            [
+                r.scene,
+                r.method,
+                fmt(r.psnr, ".2f"),
+                fmt(r.ssim, ".4f"),
+                fmt(r.halo_psnr, ".2f"),
+                fmt(r.depth_rmse, ".2f"),
+                fmt(r.within_one, ".1f"),
+                fmt(r.seconds, ".2f"),
+            ]
+        )
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
-def summary(rows: list[Row]) -> list[str]:
-    """One line per method: mean PSNR over scenes and mean difference from argmax."""
-    base = {r.scene: r.psnr for r in rows if r.method == "argmax"}
+def summary(rows: list[Row], scenes: list[Scene]) -> list[str]:
+    """Per half of the scenes, one line per method: mean PSNR, halo PSNR and depth error."""
+    half = {s.name: s.half for s in scenes}
     lines = []
-    for method in dict.fromkeys(r.method for r in rows):
-        mine = [r for r in rows if r.method == method]
-        mean = np.mean([r.psnr for r in mine])
-        deltas = [r.psnr - base[r.scene] for r in mine if r.scene in base]
-        delta = f", {np.mean(deltas):+.2f} dB vs argmax" if deltas and method != "argmax" else ""
-        scenes = f"{len(mine)} scene" + "s" * (len(mine) > 1)
-        lines.append(f"- **{method}**: mean PSNR {mean:.2f} dB over {scenes}{delta}")
+    for part in HALVES:
+        mine = [r for r in rows if half[r.scene] == part]
+        if not mine:
+            continue
+        best = {}
+        for r in mine:
+            if r.method in METHODS:
+                best[r.scene] = max(best.get(r.scene, -np.inf), r.psnr)
+        lines.append(f"**{part} half** ({len(best)} scenes):")
+        for method in dict.fromkeys(r.method for r in mine):
+            own = [r for r in mine if r.method == method]
+            cells = [f"mean PSNR {np.mean([r.psnr for r in own]):.2f} dB"]
+            halos = [r.halo_psnr for r in own if r.halo_psnr is not None]
+            if halos:
+                cells.append(f"halo {np.mean(halos):.2f} dB")
+            depths = [r for r in own if r.depth_rmse is not None]
+            if depths:
+                cells.append(
+                    f"depth RMSE {np.mean([r.depth_rmse for r in depths]):.2f}, "
+                    f"{np.mean([r.within_one for r in depths]):.1f}% within 1 slice"
+                )
+            if method in METHODS:
+                worst = min(r.psnr - best[r.scene] for r in own)
+                cells.append(f"worst scene {worst:+.2f} dB from the best method")
+            lines.append(f"- **{method}**: " + "; ".join(cells))
     return lines
 
 
@@ -730,11 +1030,16 @@ def caption(scenes: list[Scene], quick: bool) -> str:
         f"{s.name}: {'x'.join(map(str, QUICK_SHAPE if quick else s.shape))}, {s.n_slices} "
         f"slices, {'RGB' if s.channels else 'grey'} {np.dtype(s.dtype).itemsize * 8}-bit, "
         f"blur {s.blur} px/slice, noise {s.noise}"
+        + (f", photo {s.photo}" + (f" behind {s.front}" if s.front else "") if s.photo else "")
+        + (f", {s.highlights} glints" if s.highlights else "")
+        + (f", JPEG q{s.jpeg}" if s.jpeg else "")
+        + f", {s.half} half"
         for s in scenes
     )
     return (
         f"`{command}` ({time.strftime('%Y-%m-%d')}, stacker {stacker.__version__}). "
-        f"Scenes ({described}) rendered by `stacker.synthetic`, heights spanning {MARGIN} .. "
+        f"Scenes ({described}) rendered by `stacker.synthetic` from its procedural texture or "
+        f"a photograph of `skimage.data` (scripts/photo_scenes.py), heights spanning {MARGIN} .. "
         f"n-{1 + MARGIN} slices. "
         f"PSNR and SSIM (luma, Gaussian window sigma 1.5) against the sharp truth, all pixels "
         f"but a {BORDER}-px border; halo PSNR within {HALO_RADIUS} px of true height jumps "
@@ -760,28 +1065,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     names = list(dict.fromkeys([s.name for s in SCENES] + [s.name for s, _ in ALIGN_SCENES]))
-    parser.add_argument("--scenes", nargs="+", choices=names, default=names,
-                        help="scenes to run (in both tables where a name is in both)")
+    parser.add_argument(
+        "--scenes",
+        nargs="+",
+        choices=names,
+        default=names,
+        help="scenes to run (in both tables where a name is in both)",
+    )
+    parser.add_argument(
+        "--half",
+        choices=(*HALVES, "all"),
+        default="all",
+        help="methods table: only the scenes of this half (tune on 'tune' only)",
+    )
     parser.add_argument("--markdown", type=Path, help="also write the markdown here")
-    parser.add_argument("--save-dir", type=Path,
-                        help="save truth, composites, depth previews and crops as PNG here")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke run: every scene at {QUICK_SHAPE[0]}x{QUICK_SHAPE[1]}")
+    parser.add_argument(
+        "--save-dir", type=Path, help="save truth, composites, depth previews and crops as PNG here"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: every scene at {QUICK_SHAPE[0]}x{QUICK_SHAPE[1]}",
+    )
     part = parser.add_mutually_exclusive_group()
-    part.add_argument("--alignment-only", action="store_true",
-                      help="only the alignment table (known motion and flicker)")
-    part.add_argument("--no-alignment", action="store_true",
-                      help="only the methods table (still stacks)")
+    part.add_argument(
+        "--alignment-only",
+        action="store_true",
+        help="only the alignment table (known motion and flicker)",
+    )
+    part.add_argument(
+        "--no-alignment", action="store_true", help="only the methods table (still stacks)"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the chosen scenes, print the markdown and optionally save it."""
     args = parse_args(argv)
-    scenes = [] if args.alignment_only else [s for s in SCENES if s.name in args.scenes]
-    moving = [] if args.no_alignment else [
-        (s, m) for s, m in ALIGN_SCENES if s.name in args.scenes
-    ]
+    scenes = (
+        []
+        if args.alignment_only
+        else [s for s in SCENES if s.name in args.scenes and args.half in ("all", s.half)]
+    )
+    moving = [] if args.no_alignment else [(s, m) for s, m in ALIGN_SCENES if s.name in args.scenes]
     if not scenes and not moving:
         sys.exit("bench_quality.py: error: no scene of --scenes is in the chosen table")
     start = time.perf_counter()
@@ -790,15 +1116,21 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for scene in scenes:
             rows += run_scene(scene, QUICK_SHAPE if args.quick else scene.shape, args.save_dir)
-        parts += [caption(scenes, args.quick), "", table(rows), "", *summary(rows)]
+        parts += [caption(scenes, args.quick), "", table(rows), "", *summary(rows, scenes)]
     if moving:
         align_rows = [
-            run_align_scene(scene, motion, QUICK_SHAPE if args.quick else scene.shape,
-                            args.save_dir)
+            run_align_scene(
+                scene, motion, QUICK_SHAPE if args.quick else scene.shape, args.save_dir
+            )
             for scene, motion in moving
         ]
-        parts += [""] * bool(parts) + [align_caption(align_rows), "", align_table(align_rows),
-                                       "", *align_bars(align_rows)]
+        parts += [""] * bool(parts) + [
+            align_caption(align_rows),
+            "",
+            align_table(align_rows),
+            "",
+            *align_bars(align_rows),
+        ]
     log(f"total {time.perf_counter() - start:.0f} s")
     text = "\n".join(parts) + "\n"
     print(text, end="")
