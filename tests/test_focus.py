@@ -141,10 +141,10 @@ def test_tiles_with_a_shared_offset_equal_the_whole_image(measure, sigma):
     r = focus_radius(sigma, measure)
     # Rows 10 + r .. 40 are at least the focus radius from the tile's edges.
     tile = func(image[10 : 40 + r, :], sigma=sigma, offset=5.5)
-    np.testing.assert_array_equal(tile[r : 30], whole[10 + r : 40])
+    np.testing.assert_array_equal(tile[r:30], whole[10 + r : 40])
     # One row less of margin and the tile differs.
     short = func(image[10 : 40 + r - 1, :], sigma=sigma, offset=5.5)
-    assert not np.array_equal(short[r : 30], whole[10 + r : 40])
+    assert not np.array_equal(short[r:30], whole[10 + r : 40])
     # The default offset (the image's mean) differs between tile and image.
     np.testing.assert_allclose(func(image, sigma=sigma), whole, rtol=1e-4, atol=1e-6)
 
