@@ -518,8 +518,9 @@ def suite_stages(bench: Bench) -> Table:
     from stacker.align import estimate_stack_transforms
     from stacker.focus import focus_measure, to_gray
     from stacker.io import open_stack
+    from stacker.composite import DepthBlend
     from stacker.methods import STATES
-    from stacker.select import regularize_depth
+    from stacker.select import resolve_depth
 
     spec, files = bench.stack("jpeg")
     stack = open_stack(files)
@@ -543,8 +544,19 @@ def suite_stages(bench: Bench) -> Table:
             state.update(state.prepare(later, measured))
             spent.append(time.process_time() - start)
         update = min(spent[1:] or spent)
-        result_s, (_, depth, _, confidence) = cpu_seconds(lambda: state.result(0.0, None), 1)
-        finish, _ = cpu_seconds(lambda: regularize_depth(depth, confidence), 1)
+        result_s, r = cpu_seconds(lambda: state.result(0.0, None), 1)
+        finish, (depth, _) = cpu_seconds(
+            lambda: resolve_depth(
+                r["depth"],
+                r["coarse"],
+                r["confidence"],
+                fine_peak=r["sharpness"],
+                coarse_peak=r["strength"],
+            ),
+            1,
+        )
+        blend = DepthBlend(depth, image.shape)
+        blend_s, _ = cpu_seconds(lambda: blend.add(0, image))
     finally:
         cv2.setNumThreads(threads)
     finish += result_s
@@ -555,7 +567,9 @@ def suite_stages(bench: Bench) -> Table:
         ("grey of the slice", gray_s, 1),
         ("focus measure (mean-std)", focus_s, 1),
         ("running state: prepare and update", update, 1),
-        ("result and depth regularisation, once per stack", finish, 0),
+        ("result and depth resolution, once per stack", finish, 0),
+        ("second pass: decode the slice again", decode, 1),
+        ("second pass: blend the slice in", blend_s, 1),
     ]
     n, cores = spec.slices, len(os.sched_getaffinity(0))
     need = sum(cpu * n if per_slice else cpu for _, cpu, per_slice in stages)

@@ -251,6 +251,33 @@ def copy_where(dst: np.ndarray, src: np.ndarray, mask: np.ndarray) -> None:
     cv2.copyTo(np.ascontiguousarray(src), mask.view(np.uint8), dst)
 
 
+def local_max(image: np.ndarray, radius: int) -> np.ndarray:
+    """Greatest value within a disc of `radius` pixels of each pixel (edges: the image's own).
+
+    Parameters
+    ----------
+    image : (M, N) ndarray of float32
+        Values.
+    radius : int
+        Disc radius in pixels.
+
+    Returns
+    -------
+    maxima : (M, N) ndarray of float32
+
+    Examples
+    --------
+    >>> a = np.zeros((1, 5), np.float32); a[0, 0] = 1
+    >>> local_max(a, 2)
+    array([[1., 1., 1., 0., 0.]], dtype=float32)
+    """
+    import cv2
+
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    # Outside the image counts as -inf: an edge pixel's disc holds only real pixels.
+    return cv2.dilate(image, disc, borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf)
+
+
 @contextmanager
 def opencv_threads(threads: int) -> Iterator[None]:
     """Let OpenCV use `threads` threads within this block (it is a process-wide setting).

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._opencv import copy_where, gaussian
+from ._opencv import copy_where
 from .io import round_into
 
-__all__ = [
-    "HardPick",
-    "PeakNeighbours",
-    "add_depth_weights",
-    "composite_from_index",
-    "copy_pixels",
-    "neighbour_weights",
-]
+__all__ = ["DepthBlend", "HardPick", "composite_from_index", "copy_pixels"]
 
 
 def copy_pixels(dst: np.ndarray, src: np.ndarray, mask: np.ndarray) -> None:
@@ -105,181 +98,79 @@ def composite_from_index(stack: np.ndarray, index: np.ndarray) -> np.ndarray:
     return np.take_along_axis(stack, idx, axis=0)[0]
 
 
-class PeakNeighbours:
-    """Running copy of each pixel's sharpest slice and of its two neighbours.
+class DepthBlend:
+    """Composite sampled from a stack at a given sub-slice depth, one slice at a time.
 
-    Paired with :class:`stacker.select.PeakTracker`, this keeps, per pixel,
-    the slices at ``index - 1``, ``index`` and ``index + 1``: enough to blend
-    around a sub-slice depth in one pass over the stack, with memory of four
-    frames (three kept, one previous) whatever the number of slices.
+    Each pixel is the linear interpolation of the two slices on either side
+    of its depth (``depth = 2.25`` takes 3/4 of slice 2 and 1/4 of slice 3),
+    so only slices within one slice of a pixel's depth reach it, and a stack
+    is read once more only over the range of depths a frame holds.
 
     Parameters
     ----------
+    depth : (M, N) ndarray
+        Depth in slice units, within ``[0, n - 1]``.
     shape : tuple of int
         Shape of one slice, ``(M, N)`` or ``(M, N, 3)``.
-    dtype : numpy dtype
-        Pixel type of the slices.
-
-    Attributes
-    ----------
-    before, peak, after : ndarray
-        The three slices' pixels (``before`` repeats ``peak`` at the first
-        slice, ``after`` at the last).
-    """
-
-    def __init__(self, shape: tuple[int, ...], dtype: np.dtype):
-        self.before = np.zeros(shape, dtype=dtype)
-        self.peak = np.zeros(shape, dtype=dtype)
-        self.after = np.zeros(shape, dtype=dtype)
-        self._previous: np.ndarray | None = None
-
-    def update(self, image: np.ndarray, won: np.ndarray, follows: np.ndarray) -> None:
-        """Take the next slice, with the masks from :meth:`PeakTracker.update`.
-
-        Parameters
-        ----------
-        image : (M, N) or (M, N, 3) ndarray
-            The slice.
-        won : (M, N) ndarray of bool
-            Pixels where it is now the sharpest slice.
-        follows : (M, N) ndarray of bool
-            Pixels whose sharpest slice is the previous one.
-        """
-        previous = image if self._previous is None else self._previous
-        copy_pixels(self.after, image, follows | won)
-        copy_pixels(self.peak, image, won)
-        copy_pixels(self.before, previous, won)
-        self._previous = image
-
-    def release(self) -> None:
-        """After the last update: drop the last slice, which only updates need."""
-        self._previous = None
-
-    def blend(self, weights: np.ndarray) -> np.ndarray:
-        """Weighted sum of the three kept slices, in their dtype.
-
-        Parameters
-        ----------
-        weights : (3, M, N) ndarray
-            Weights of ``before``, ``peak`` and ``after``, summing to 1.
-
-        Returns
-        -------
-        image : ndarray
-            Same shape and dtype as the slices.
-        """
-        images = (self.before, self.peak, self.after)
-        out = np.empty_like(self.peak)
-        # One channel at a time keeps the float work to a single grey frame.
-        for ch in range(self.peak.shape[2] if self.peak.ndim == 3 else 1):
-            pick = (..., ch) if self.peak.ndim == 3 else ...
-            total = np.zeros(self.peak.shape[:2], dtype=np.float32)
-            for w, img in zip(weights, images, strict=True):
-                total += w * img[pick]
-            out[pick] = round_into(total, out.dtype)
-        return out
-
-
-def neighbour_weights(
-    before: np.ndarray, peak: np.ndarray, after: np.ndarray, noise: float
-) -> np.ndarray:
-    """Weights of the slices before, at and after the focus peak.
-
-    Blending a neighbour into the composite averages its noise away but
-    adds its defocus; the defocus error grows with the focus it lost
-    relative to the peak (``peak - before``), and the noise gain is fixed.
-    The weights are thus inverse error variances: ``noise / (noise + loss)``
-    for each neighbour and 1 for the peak. Where the neighbours are about as
-    sharp as the peak (deep focus, flat or noisy areas) they are averaged;
-    where the peak is clear, it dominates.
-
-    Parameters
-    ----------
-    before, peak, after : (M, N) ndarray
-        Focus at the slices before, at and after the peak (NaN where a
-        neighbour does not exist).
-    noise : float
-        Noise variance of the slices in focus units (> 0).
-
-    Returns
-    -------
-    weights : (3, M, N) ndarray of float32
-        Non-negative, summing to 1 over the first axis.
+    fill : bool, optional
+        Slices may miss pixels (give :meth:`add` where each has data): keep,
+        for every pixel, the slice nearest its depth that has it, for the
+        pixels the slices within one slice of their depth all miss. Read
+        every slice then, not only :attr:`slices`.
 
     Examples
     --------
-    >>> w = neighbour_weights(np.array([[1.0]]), np.array([[1.0]]), np.array([[np.nan]]), 0.1)
-    >>> w[:, 0, 0]
-    array([0.5, 0.5, 0. ], dtype=float32)
+    >>> blend = DepthBlend(np.array([[0.0, 0.25, 1.0]]), (1, 3))
+    >>> for k in blend.slices:
+    ...     blend.add(k, np.full((1, 3), 100 * k, np.uint8))
+    >>> blend.result(np.uint8)
+    array([[  0,  25, 100]], dtype=uint8)
     """
-    noise = np.float32(max(noise, 1e-12))
-    weights = np.empty((3, *peak.shape), dtype=np.float32)
-    weights[1] = 1
-    for out, focus in ((weights[0], before), (weights[2], after)):
-        loss = np.maximum(peak - focus, 0)
-        np.divide(noise, noise + loss, out=out)
-        out[np.isnan(focus)] = 0
-    weights /= weights.sum(axis=0)
-    return weights
 
+    def __init__(self, depth: np.ndarray, shape: tuple[int, ...], *, fill: bool = False):
+        self.depth = np.asarray(depth, np.float32)
+        if self.depth.shape != tuple(shape[:2]):
+            raise ValueError(f"depth shape {self.depth.shape} != slice shape {shape[:2]}")
+        self.total = np.zeros(shape, np.float32)
+        self.weight = np.zeros(shape[:2], np.float32)
+        self._nearest = np.zeros(shape, np.float32) if fill else None
+        self._distance = np.full(shape[:2], np.inf, np.float32) if fill else None
 
-def add_depth_weights(
-    weights: np.ndarray,
-    depth: np.ndarray,
-    index: np.ndarray,
-    confidence: np.ndarray,
-    missing: tuple[np.ndarray, np.ndarray],
-    *,
-    sigma: float = 1.5,
-) -> np.ndarray:
-    """Add weights that sample the stack at the locally smoothed depth; normalise.
+    @property
+    def slices(self) -> range:
+        """The slices some pixel takes, in order."""
+        if not self.depth.size:
+            return range(0)
+        return range(int(np.floor(self.depth.min())), int(np.ceil(self.depth.max())) + 1)
 
-    The local depth is the confidence-weighted Gaussian mean of the sub-slice
-    depth around each pixel, held within one slice of the pixel's argmax.
-    The slices before, at and after the argmax get the linear-interpolation
-    weights of that depth: a pixel whose own argmax is an outlier among
-    confident neighbours leans to the slice they agree on, and a fractional
-    depth blends its two nearest slices.
+    def add(self, k: int, image: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Take slice `k` (where `valid`, if given: the pixels it has data for)."""
+        w = np.subtract(self.depth, np.float32(k))
+        np.abs(w, out=w)
+        np.subtract(np.float32(1), w, out=w)
+        np.maximum(w, 0, out=w)
+        if valid is not None:
+            w *= valid
+        if self._nearest is not None:
+            self._keep_nearest(k, image, valid)
+        self.weight += w
+        # A channel at a time: the product is one grey frame, not three.
+        for ch in range(image.shape[2] if image.ndim == 3 else 1):
+            pick = (..., ch) if image.ndim == 3 else ...
+            self.total[pick] += w * image[pick]
 
-    Parameters
-    ----------
-    weights : (3, M, N) ndarray of float32
-        Weights of the slices before, at and after the argmax (for example
-        from :func:`neighbour_weights`); updated in place.
-    depth : (M, N) ndarray
-        Sub-slice depth in slices.
-    index : (M, N) ndarray of int
-        The argmax slice.
-    confidence : (M, N) ndarray
-        Reliability of `depth` in [0, 1].
-    missing : tuple of two (M, N) ndarray of bool
-        Where there is no slice before, and no slice after, the argmax.
-    sigma : float, optional
-        Smoothing scale in pixels.
+    def _keep_nearest(self, k: int, image: np.ndarray, valid: np.ndarray | None) -> None:
+        distance = np.abs(self.depth - np.float32(k))
+        nearer = distance < self._distance
+        if valid is not None:
+            nearer &= valid
+        copy_where(self._distance, distance, nearer)
+        copy_where(self._nearest, image.astype(np.float32), nearer)
 
-    Returns
-    -------
-    weights : (3, M, N) ndarray of float32
-        `weights`, summing to 1 over the first axis.
-
-    Examples
-    --------
-    >>> w = np.zeros((3, 1, 5), np.float32); w[1] = 1
-    >>> depth, index = np.full((1, 5), 2.5, np.float32), np.full((1, 5), 2)
-    >>> none = np.zeros((1, 5), bool)
-    >>> add_depth_weights(w, depth, index, np.ones((1, 5)), (none, none))[:, 0, 2].round(4)
-    array([0.  , 0.75, 0.25], dtype=float32)
-    """
-    c = np.asarray(confidence, np.float32) + np.float32(1e-3)  # flat areas still average
-    local = gaussian(np.multiply(depth, c, dtype=np.float32), sigma)
-    local /= gaussian(c, sigma, out=c)
-    del c
-    local -= index
-    np.clip(local, -1, 1, out=local)
-    for k, side, absent in ((0, -1, missing[0]), (2, 1, missing[1])):
-        toward = np.maximum(local * side, 0)
-        toward[absent] = 0
-        weights[k] += toward
-    weights[1] += 1 - np.abs(local, out=local)
-    weights /= weights.sum(axis=0)
-    return weights
+    def result(self, dtype: np.dtype) -> np.ndarray:
+        """The composite in `dtype`."""
+        weight = np.maximum(self.weight, np.float32(1e-12))
+        self.total /= weight[..., None] if self.total.ndim == 3 else weight
+        if self._nearest is not None:
+            copy_where(self.total, self._nearest, self.weight == 0)
+        return round_into(self.total, dtype).astype(dtype)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .composite import HardPick, PeakNeighbours, add_depth_weights, neighbour_weights
+from ._opencv import gaussian
+from .composite import HardPick
 from .io import convert_dtype
 from .pyramid import PyramidFusion
 from .select import ArgmaxSelector, PeakTracker, subslice_peak
@@ -19,14 +20,17 @@ class _State:
 
     A ``prepare`` step, run in worker threads on one slice at a time, and an
     ``update`` step, run in stack order, that folds the prepared slice into
-    the running result; ``result`` gives the composite, depth, sharpness and
-    confidence. ``reach`` is the overlap its tiles need beyond the focus
-    window, ``bytes_per_pixel`` its memory per pixel of a tile, and
-    ``regularize`` whether the depth map is regularised over the whole frame
-    once the tiles are done; ``measure`` names its default focus measure.
+    the running result; ``result`` gives a dict of frames: ``depth``,
+    ``sharpness``, ``confidence`` and, unless the method is ``two_pass``,
+    ``composite``. ``reach`` is the overlap its tiles need beyond the focus
+    window, ``bytes_per_pixel`` its memory per pixel of a tile; a
+    ``two_pass`` method's depth is finished over the whole frame once the
+    tiles are done (:func:`stacker.select.resolve_depth`, from its
+    ``coarse`` and ``strength`` frames too) and its composite blended from the slices around
+    that depth in a second pass; ``measure`` names its default focus measure.
     """
 
-    regularize = False
+    two_pass = False
     measure = "mean-std"
 
     @staticmethod
@@ -57,7 +61,7 @@ class ArgmaxState(_State):
         image, focus = prepared
         self.pick.update(image, self.selector.update(focus))
 
-    def result(self, noise: float, value_range: tuple[float, float] | None) -> list[np.ndarray]:
+    def result(self, noise: float, value_range: tuple[float, float] | None) -> dict:
         return _with_argmax_depth(self.pick.image, self.selector)
 
 
@@ -93,7 +97,7 @@ class PyramidState(_State):
         self.selector.update(focus)
         self.fusion.add(decomposed)
 
-    def result(self, noise: float, value_range: tuple[float, float] | None) -> list[np.ndarray]:
+    def result(self, noise: float, value_range: tuple[float, float] | None) -> dict:
         fused = self.fusion.result(value_range)
         del self.fusion
         composite = (
@@ -103,54 +107,75 @@ class PyramidState(_State):
 
 
 class DepthMapState(_State):
-    """Sub-slice depth, regularised; composite blended around the focus peak."""
+    """Depth from focus at two scales, then (second pass) slices blended at that depth.
 
-    regularize = True
+    Two running peak trackers: one on the focus measure, one on the measure
+    averaged over a wider window (``_SPREAD * sigma``). Beside a strong edge,
+    a defocused slice's spill has more fine-scale focus than the in-focus
+    smooth surface, so the fine argmax picks the blurred slice there; summed
+    over the wider window, the edge's own in-focus response outweighs its
+    spill. :func:`stacker.select.resolve_depth` makes one depth map of the
+    two over the whole frame, and the composite is blended from the slices
+    on either side of it in a second pass.
+    """
+
+    two_pass = True
 
     def __init__(
         self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0, sigma: float = 2.0
     ):
-        self.tracker = PeakTracker(shape[:2])
-        self.keep = PeakNeighbours(shape, dtype)
-        self.smooth = _BLEND_SMOOTH * sigma
+        self.fine = PeakTracker(shape[:2])
+        self.coarse = PeakTracker(shape[:2])
+        self.spread = _SPREAD * sigma
 
     @staticmethod
     def reach(levels: int, sigma: float) -> int:
-        return int(4.0 * _BLEND_SMOOTH * sigma + 0.5)  # scipy's Gaussian: 4 sigmas
+        return int(4.0 * _SPREAD * sigma + 0.5)  # the wider window's Gaussian: 4 sigmas
 
     @staticmethod
     def bytes_per_pixel(shape: tuple[int, ...], dtype: np.dtype, threads: int) -> float:
-        # Tracker frames and the finishing steps' temporaries, float32; three kept
-        # slices and the previous one, plus the slices in flight.
-        return 4 * (10 + 2 * threads) + _pixel_bytes(shape, dtype) * (4 + 2 * threads)
+        # Two trackers (index, value, before, after, total, previous) and the finishing
+        # steps' temporaries, float32; two focus maps and a slice per slice in flight.
+        return 4 * (16 + 3 * threads) + _pixel_bytes(shape, dtype) * (1 + threads)
+
+    def prepare(self, image: np.ndarray, focus: np.ndarray) -> tuple:
+        return focus, gaussian(focus, self.spread)
 
     def update(self, prepared: tuple) -> None:
-        image, focus = prepared
-        self.keep.update(image, *self.tracker.update(focus))
+        focus, wide = prepared
+        self.fine.update(focus)
+        self.coarse.update(wide)
 
-    def result(self, noise: float, value_range: tuple[float, float] | None) -> list[np.ndarray]:
-        # Each step lets go of the frames it no longer needs: on large images
-        # the finishing steps, not the stream, set the peak memory.
-        t, keep = self.tracker, self.keep
-        t.release()
-        keep.release()
-        depth = subslice_peak(t.before, t.value, t.after)[0]
-        weights = neighbour_weights(t.before, t.value, t.after, noise)
-        missing = np.isnan(t.before), np.isnan(t.after)
-        t.before = t.after = None
-        confidence = _peak_confidence(t.value, t.total, t.count, noise)
-        t.total = None
-        depth += t.index
-        add_depth_weights(weights, depth, t.index, confidence, missing, sigma=self.smooth)
-        composite = keep.blend(weights)
-        del self.keep, keep, weights
-        return [composite, depth, t.value, confidence]
+    def result(self, noise: float, value_range: tuple[float, float] | None) -> dict:
+        c = self.coarse
+        fine, coarse = _peak_depth(self.fine), _peak_depth(c)
+        confidence = _peak_confidence(c.value, c.total, c.count, noise)
+        c.total = self.fine.total = None
+        return {
+            "depth": fine,
+            "coarse": coarse,
+            "sharpness": self.fine.value,
+            "strength": c.value,
+            "confidence": confidence,
+        }
 
 
-# Blending follows the sub-slice depth smoothed over this many focus windows:
-# enough to overrule single-pixel outliers of the argmax, little enough to
-# keep depth steps.
-_BLEND_SMOOTH = 0.75
+# The wider focus window, in units of sigma: wide enough that an edge's in-focus
+# response outweighs its defocused spill a few pixels away, narrow enough to follow
+# steep surfaces.
+_SPREAD = 1.5
+
+
+def _peak_depth(tracker: PeakTracker) -> np.ndarray:
+    """A tracker's sub-slice depth: its argmax plus the fitted peak's offset.
+
+    Frees the tracker's neighbour frames, which only this needs.
+    """
+    tracker.release()
+    depth = subslice_peak(tracker.before, tracker.value, tracker.after)[0]
+    tracker.before = tracker.after = None
+    depth += tracker.index
+    return depth
 
 
 def _pixel_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
@@ -160,10 +185,15 @@ def _pixel_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
 STATES = {"depthmap": DepthMapState, "pyramid": PyramidState, "argmax": ArgmaxState}
 
 
-def _with_argmax_depth(composite: np.ndarray, selector: ArgmaxSelector) -> list[np.ndarray]:
+def _with_argmax_depth(composite: np.ndarray, selector: ArgmaxSelector) -> dict:
     """Composite, whole-slice depth, sharpness and a textured/flat confidence."""
     value = selector.value
-    return [composite, selector.index.astype(np.float32), value, _has_texture(value)]
+    return {
+        "composite": composite,
+        "depth": selector.index.astype(np.float32),
+        "sharpness": value,
+        "confidence": _has_texture(value),
+    }
 
 
 def _has_texture(value: np.ndarray) -> np.ndarray:

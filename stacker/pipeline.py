@@ -18,11 +18,12 @@ from .align import (
     common_crop,
     estimate_stack_transforms,
 )
+from .composite import DepthBlend
 from .focus import check_measure, focus_radius
 from .io import Stack, StackError, StackWarning, open_stack
 from .methods import METHODS, STATES
 from .pyramid import pyramid_levels
-from .select import regularize_depth
+from .select import resolve_depth
 from .slices import SliceReader, Survey, noise_window, value_range
 from .tiles import Tile, available_memory, choose_tile_side, relative, tile_grid
 
@@ -109,8 +110,11 @@ def merge(
         The stack: image files, a folder, a multi-page TIFF, or arrays.
     method : {'depthmap', 'pyramid', 'argmax'}, optional
         ``'depthmap'`` (default): sub-slice depth from the focus curve around
-        its peak, regularised where focus is unreliable, and a composite that
-        blends the peak slice with its neighbours by how sharp they are.
+        its peak, at the focus window and at a wider one (so that a strong
+        edge's defocused spill does not pass for the focus of the smooth
+        area beside it), filled in from confident pixels where focus is
+        unreliable; then, in a second pass over the slices, a composite that
+        interpolates each pixel between the two slices around its depth.
         ``'pyramid'``: Laplacian-pyramid fusion choosing each level's
         coefficients by the focus measure at that scale. ``'argmax'``: each
         pixel from its sharpest slice (the reference).
@@ -158,7 +162,8 @@ def merge(
         each filter and warp (default: all cores).
     progress : callable, optional
         Called as ``progress(done, total)`` after each slice of each pass
-        (one more when aligning, one more and one per tile when tiling).
+        (one more when aligning, one more and one per tile when tiling, and
+        the depthmap method's second pass).
 
     Returns
     -------
@@ -228,7 +233,7 @@ def merge(
         if side is not None and side >= max(stack.shape[:2]):
             side = None
         # Until the crop is known, the whole frame's tiles stand in for the cropped one's.
-        total = _work(n, n, passes, len(tile_grid(stack.shape, side, 0)))
+        total = _work(n, n, passes, len(tile_grid(stack.shape, side, 0)), state_class.two_pass)
 
         def report(done: int) -> None:
             if progress is not None:
@@ -267,53 +272,58 @@ def merge(
         else:
             tiles = tile_grid(out_shape, None, 0)
         ctx = SliceReader(stack, matrices, frame, block, noise_window(inner), measure_func, sigma)
-        total = _work(n, len(keep), passes, len(tiles))
+        total = _work(n, len(keep), passes, len(tiles), state_class.two_pass)
 
         reference_small = None
         if brightness and n > 1:
             reference_small = ctx.block_means(reference, np.eye(3), tiles)[0]
         surveys: dict[int, Survey] = {}
         steps = itertools.count(1)
+
+        def tick() -> None:
+            report((passes - 1) * n + next(steps))
+
         if len(tiles) > 1:
             # Tiles need each slice's gain, noise and value range before the first
             # tile is stacked: a light pass over the slices finds them.
             jobs = ordered_map(lambda k: ctx.survey(k, tiles, reference_small), keep, threads)
             for k, survey in zip(keep, jobs, strict=True):
                 surveys[k] = survey
-                report((passes - 1) * n + next(steps))
-        outputs = None
+                tick()
+        outputs: dict[str, np.ndarray] = {}
         for tile in tiles:
             state = state_class(
                 (*tile.shape, *stack.shape[2:]), stack.dtype, levels=levels, sigma=sigma
             )
-            results = _stack_tile(
-                ctx,
-                state,
-                tile,
-                keep,
-                surveys,
-                reference_small,
-                threads,
-                lambda: report((passes - 1) * n + next(steps)),
-            )
+            results = _stack_tile(ctx, state, tile, keep, surveys, reference_small, threads, tick)
             del state
-            if len(tiles) == 1:
-                outputs = results
-            else:
-                if outputs is None:
-                    outputs = [np.empty((*out_shape, *r.shape[2:]), r.dtype) for r in results]
-                for out, r in zip(outputs, results, strict=True):
-                    out[tile.core] = r[tile.inner]
+            for name, r in results.items():
+                if len(tiles) == 1:
+                    outputs[name] = r
+                    continue
+                if name not in outputs:
+                    outputs[name] = np.empty((*out_shape, *r.shape[2:]), r.dtype)
+                outputs[name][tile.core] = r[tile.inner]
             del results
-        composite, depth, sharpness, confidence = outputs
-        if state_class.regularize:
-            depth = regularize_depth(depth, confidence)
+        depth, confidence = outputs["depth"], outputs["confidence"]
+        if state_class.two_pass:
+            depth, confidence = resolve_depth(
+                depth,
+                outputs.pop("coarse"),
+                confidence,
+                fine_peak=outputs["sharpness"],
+                coarse_peak=outputs.pop("strength"),
+                sigma=sigma,
+            )
             np.clip(depth, 0, len(keep) - 1, out=depth)
+            composite = _blend(ctx, depth, tiles, keep, surveys, inner, threads, tick)
+        else:
+            composite = outputs["composite"]
         identity = np.eye(3)
         return MergeResult(
             composite=composite,
             depth=depth,
-            sharpness=sharpness,
+            sharpness=outputs["sharpness"],
             confidence=confidence,
             n_slices=len(keep),
             names=[stack.names[k] for k in keep],
@@ -334,8 +344,8 @@ def _stack_tile(
     reference_small: np.ndarray | None,
     threads: int,
     tick: Callable[[], None],
-) -> list[np.ndarray]:
-    """Stream the kept slices through one tile's state; its composite, depth, sharpness, confidence.
+) -> dict[str, np.ndarray]:
+    """Stream the kept slices through one tile's state; its frames (see ``_State.result``).
 
     Slices missing from `surveys` (a run in one tile) are surveyed on the way and added.
     """
@@ -360,8 +370,46 @@ def _stack_tile(
     clip = value_range([known[k] for k in keep], ctx.stack.dtype) if known else None
     results = state.result(noise, clip)
     if covered is not None:
-        results[3][covered < partial] = 0
+        results["confidence"][covered < partial] = 0
     return results
+
+
+def _blend(
+    ctx: SliceReader,
+    depth: np.ndarray,
+    tiles: list[Tile],
+    keep: list[int],
+    surveys: dict,
+    inner: tuple[slice, slice],
+    threads: int,
+    tick: Callable[[], None],
+) -> np.ndarray:
+    """The second pass: each tile's composite blended from the slices around its depth.
+
+    A tile inside `inner` (the part every slice covers) reads only the slices
+    its depths reach; one beside it reads them all, so that a pixel some
+    slices miss takes the nearest slice in depth that has it.
+    """
+    stack = ctx.stack
+    composite = np.empty((*depth.shape, *stack.shape[2:]), stack.dtype)
+    for tile in tiles:
+        part = depth[tile.core]
+        covered = all(
+            c.start >= i.start and c.stop <= i.stop for c, i in zip(tile.core, inner, strict=True)
+        )
+        blend = DepthBlend(part, (*part.shape, *stack.shape[2:]), fill=not covered)
+        wanted = blend.slices if covered else range(len(keep))
+
+        def read(j: int, tile: Tile = tile) -> tuple:
+            return ctx.corrected(keep[j], tile, surveys[keep[j]])
+
+        for j, (image, valid) in zip(wanted, ordered_map(read, wanted, threads), strict=True):
+            blend.add(j, image, valid)
+            tick()
+        for _ in range(len(keep) - len(wanted)):
+            tick()
+        composite[tile.core] = blend.result(stack.dtype)
+    return composite
 
 
 class _Greys(Sequence):
@@ -377,9 +425,9 @@ class _Greys(Sequence):
         return self.stack.grey(index)
 
 
-def _work(n: int, kept: int, passes: int, tiles: int) -> int:
-    """Slices to process: the alignment pass, the survey when tiling, each tile's pass."""
-    return (passes - 1) * n + (kept if tiles > 1 else 0) + tiles * kept
+def _work(n: int, kept: int, passes: int, tiles: int, blends: bool) -> int:
+    """Slices to process: the alignment pass, the survey when tiling, each tile's passes."""
+    return (passes - 1) * n + (kept if tiles > 1 else 0) + tiles * kept * (1 + blends)
 
 
 def _check_transforms(transforms: Sequence[np.ndarray], n: int) -> list[np.ndarray]:

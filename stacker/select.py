@@ -7,10 +7,17 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-from ._opencv import copy_where, gaussian
+from ._opencv import copy_where, gaussian, local_max
 from .pyramid import downsample, upsample
 
-__all__ = ["ArgmaxSelector", "select_sharpest"]
+__all__ = [
+    "ArgmaxSelector",
+    "PeakTracker",
+    "regularize_depth",
+    "resolve_depth",
+    "select_sharpest",
+    "subslice_peak",
+]
 
 
 class ArgmaxSelector:
@@ -296,6 +303,87 @@ def regularize_depth(
         out[r0:r1] = np.where(np.abs(sm - f) < 0.5, sm, f)
     return out
 
+
+def resolve_depth(
+    fine: np.ndarray,
+    coarse: np.ndarray,
+    confidence: np.ndarray,
+    *,
+    fine_peak: np.ndarray,
+    coarse_peak: np.ndarray,
+    sigma: float = 2.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One depth map from focus at two scales: spill rejected, gaps filled.
+
+    Beside a strong edge, the slices that see the edge out of focus spread
+    it over its neighbourhood: focus that a smooth surface nearby does not
+    have of its own, peaking at the blurred slice. Summed over a wider
+    window (`coarse`), the edge's in-focus response outweighs that spill.
+    So a pixel keeps its `fine` depth where the two scales agree within a
+    slice, or where its own fine peak stands out (at least 0.3 of the
+    greatest within ``2 * sigma``: texture of its own); elsewhere it takes
+    the `coarse` depth. Then a pixel whose coarse peak is far below the
+    greatest within ``4 * sigma`` (under 1/4 of it: spill, or a flat area
+    beside texture) loses its confidence, and :func:`regularize_depth`
+    fills it from the pixels around it that kept theirs.
+
+    Parameters
+    ----------
+    fine, coarse : (M, N) ndarray
+        Sub-slice depth in slices from the focus measure and from the
+        measure summed over a wider window.
+    confidence : (M, N) ndarray
+        Reliability of each depth value in [0, 1].
+    fine_peak, coarse_peak : (M, N) ndarray
+        The peak focus values the two depths come from.
+    sigma : float, optional
+        Focus window in pixels: sets the reach of the comparisons and the
+        smoothing scale of :func:`regularize_depth`.
+
+    Returns
+    -------
+    depth : (M, N) ndarray of float32
+        Regularised depth.
+    confidence : (M, N) ndarray of float32
+        `confidence`, zero where the focus did not stand out.
+
+    Examples
+    --------
+    Spill beside an edge: the fine scale sees depth 5 there, the coarse
+    scale the edge's depth 0.
+
+    >>> fine = np.zeros((9, 40), np.float32); fine[:, 21:26] = 5
+    >>> peak = np.full_like(fine, 0.5); peak[:, 19:21] = 4; peak[:, 21:26] = 0.05
+    >>> d, c = resolve_depth(fine, np.zeros_like(fine), np.ones_like(fine),
+    ...                      fine_peak=peak, coarse_peak=peak)
+    >>> round(float(d[4, 23]), 3), float(c[4, 23]), float(c[4, 35])
+    (0.0, 0.0, 1.0)
+    """
+    shape = np.shape(fine)
+    for name, a in (("coarse", coarse), ("fine_peak", fine_peak), ("coarse_peak", coarse_peak)):
+        if np.shape(a) != shape:
+            raise ValueError(f"{name} must have the fine depth's shape {shape}, got {np.shape(a)}")
+    # Each frame is let go as soon as it has served: on large images these
+    # steps, not the stream, set the peak memory.
+    credible = _stands_out(coarse_peak, 4 * sigma, _NOT_SPILL)
+    del coarse_peak
+    own = _stands_out(fine_peak, 2 * sigma, _OWN_TEXTURE)
+    own |= np.abs(fine - coarse) <= 1
+    depth = np.where(own, fine, coarse).astype(np.float32, copy=False)
+    del own, fine, coarse
+    confidence = np.where(credible, np.asarray(confidence, np.float32), np.float32(0))
+    return regularize_depth(depth, credible.astype(np.float32), sigma=sigma), confidence
+
+
+def _stands_out(peak: np.ndarray, reach: float, share: float) -> np.ndarray:
+    """Where `peak` is at least `share` of its greatest value within `reach` pixels."""
+    peak = np.asarray(peak, np.float32)
+    return peak >= np.float32(share) * local_max(peak, int(round(reach)))
+
+
+# Shares of the greatest peak nearby (see resolve_depth).
+_OWN_TEXTURE = 0.3
+_NOT_SPILL = 0.25
 
 _STRIP = 256  # rows per strip of the full-resolution steps
 

@@ -85,6 +85,19 @@ class SliceReader:
             low, high = _apply_gain(np.array([low, high], image.dtype), gain)
         return Survey(gain, _noise(gray), _offset(small), float(low), float(high))
 
+    def corrected(self, k: int, tile: Tile, survey: Survey) -> tuple:
+        """Slice `k` warped into `tile`'s core, with its gain: image, where it has data.
+
+        The coverage is None where the slice covers the whole core. The tile is
+        warped with its overlap, as :meth:`prepare` does, so that every tile
+        sees the pixels the whole frame would.
+        """
+        image, valid = self.warped(k, self.matrices[k], tile.padded)
+        image, valid = image[tile.inner], valid[tile.inner]
+        if survey.gain != 1.0:
+            image = _apply_gain(image, survey.gain)
+        return image, None if valid.all() else valid
+
     def prepare(
         self, k: int, tile: Tile, survey: Survey | None, reference_small: np.ndarray | None
     ) -> tuple:

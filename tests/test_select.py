@@ -5,6 +5,7 @@ from stacker.select import (
     ArgmaxSelector,
     PeakTracker,
     regularize_depth,
+    resolve_depth,
     select_sharpest,
     subslice_peak,
 )
@@ -120,3 +121,40 @@ def test_regularize_in_strips_equals_one_strip(monkeypatch, shape):
     strips = regularize_depth(depth, confidence)
     monkeypatch.setattr(stacker.select, "_STRIP", 2 * max(shape))
     np.testing.assert_array_equal(strips, regularize_depth(depth, confidence))
+
+
+def _two_scales(shape=(9, 60)):
+    """Fine depth 5 in a band of spill beside an edge at depth 0; the coarse scale sees 0."""
+    fine = np.zeros(shape, np.float32)
+    fine[:, 31:37] = 5
+    peak = np.full(shape, 0.5, np.float32)
+    peak[:, 29:31] = 4  # the edge
+    peak[:, 31:37] = 0.05  # its spill
+    return fine, np.zeros(shape, np.float32), peak
+
+
+def test_resolve_depth_replaces_spill_by_the_depth_around_it():
+    fine, coarse, peak = _two_scales()
+    depth, confidence = resolve_depth(
+        fine, coarse, np.ones_like(fine), fine_peak=peak, coarse_peak=peak
+    )
+    np.testing.assert_allclose(depth[:, 31:37], 0, atol=1e-3)
+    assert (confidence[:, 31:37] == 0).all() and (confidence[:, :20] == 1).all()
+
+
+def test_resolve_depth_keeps_fine_depth_of_texture_of_its_own():
+    # Strong texture at depth 5 beside the edge, where the coarse scale still says 0:
+    # a real depth step, not spill.
+    fine, coarse, peak = _two_scales((40, 100))
+    fine[:, 31:] = 5
+    coarse[:, 37:] = 5
+    peak[:, 31:] = 3
+    depth, _ = resolve_depth(fine, coarse, np.ones_like(fine), fine_peak=peak, coarse_peak=peak)
+    # (regularize_depth smooths by up to half a slice beside a step)
+    np.testing.assert_allclose(depth[:, 32:37], 5, atol=0.5)
+
+
+def test_resolve_depth_validates_shapes():
+    fine, coarse, peak = _two_scales()
+    with pytest.raises(ValueError, match="coarse_peak"):
+        resolve_depth(fine, coarse, fine, fine_peak=peak, coarse_peak=peak[:, :5])
