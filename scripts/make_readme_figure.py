@@ -14,8 +14,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 import stacker
+from stacker._dtype import convert_dtype
 from stacker.depth import depth_preview
-from stacker.io import convert_dtype, open_stack
+from stacker.io import open_stack
 
 ROOT = Path(__file__).parents[1]
 

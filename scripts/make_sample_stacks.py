@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from stacker.io import convert_dtype, write_image
+from stacker._dtype import convert_dtype
+from stacker.io import write_image
 from stacker.synthetic import height_field, render_stack, texture
 
 # name: (height kind, channels, slices, dtype, how the slices are stored, shape)

@@ -24,10 +24,11 @@ from PIL import Image
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 
+from ._dtype import round_into
 from ._opencv import gaussian
 from ._parallel import ordered_map
 from .focus import to_gray
-from .io import atomic_output, round_into
+from .io import atomic_output
 
 __all__ = [
     "block_mean",

@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from . import __version__
+from ._dtype import convert_dtype
 from .align import MODELS, load_transforms
 from .align import save_transforms as save_transforms_json
 from .depth import DEPTH_FORMATS, depth_preview, encode_depth
@@ -27,7 +28,6 @@ from .io import (
     ORDERS,
     StackError,
     check_output_path,
-    convert_dtype,
     open_stack,
     read_image,
     write_image,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._dtype import round_into
 from ._opencv import copy_where
-from .io import round_into
 
 __all__ = ["DepthBlend", "HardPick", "composite_from_index", "copy_pixels"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._dtype import convert_dtype
 from ._opencv import gaussian
 from .composite import HardPick
-from .io import convert_dtype
 from .pyramid import PyramidFusion
 from .select import ArgmaxSelector, PeakTracker, subslice_peak
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._dtype import convert_dtype, round_into
 from .align import block_mean, estimate_gain, warp
 from .focus import noise_variance, to_gray
-from .io import Stack, convert_dtype, round_into
+from .io import Stack
 from .tiles import Tile
 
 __all__ = ["SliceReader", "Survey", "noise_window", "value_range"]

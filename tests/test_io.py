@@ -6,7 +6,6 @@ from stacker.io import (
     StackError,
     StackWarning,
     check_output_path,
-    convert_dtype,
     natural_key,
     open_stack,
     read_image,
@@ -207,21 +206,6 @@ def test_check_output_path_refuses_input(tmp_path):
     write_image(src, np.zeros((2, 2), np.uint8))
     with pytest.raises(ValueError, match="overwrite an input"):
         check_output_path(tmp_path / "." / "z1.png", "uint8", inputs=[src])
-
-
-@pytest.mark.parametrize(
-    "src,dtype,expected",
-    [
-        (np.array([0, 255], np.uint8), "uint16", [0, 65535]),
-        (np.array([0, 257, 65535], np.uint16), "uint8", [0, 1, 255]),
-        (np.array([-0.5, 0.5, 2.0], np.float32), "uint8", [0, 128, 255]),
-        (np.array([0, 255], np.uint8), "float32", [0.0, 1.0]),
-    ],
-)
-def test_convert_dtype(src, dtype, expected):
-    out = convert_dtype(src, dtype)
-    assert out.dtype == np.dtype(dtype)
-    np.testing.assert_allclose(out, expected)
 
 
 def test_cmyk_jpeg_is_read_as_rgb(tmp_path):

@@ -6,9 +6,10 @@ from conftest import band_interior, psnr, region_stack
 from scipy import ndimage
 
 import stacker
+from stacker._dtype import convert_dtype
 from stacker.align import warp
 from stacker.composite import DepthBlend
-from stacker.io import StackWarning, convert_dtype
+from stacker.io import StackWarning
 from stacker.pipeline import METHODS
 from stacker.synthetic import height_field, render_stack, texture
 
