@@ -2,10 +2,10 @@
 
 The pipeline streams slices through one module per stage:
 :mod:`stacker.io` (read, write), :mod:`stacker.align` (registration),
-:mod:`stacker.focus` (focus measure), :mod:`stacker.select` (sharpest slice,
-sub-slice depth, consistency), :mod:`stacker.composite` and
-:mod:`stacker.pyramid` (all-in-focus image) and :mod:`stacker.depth` (depth
-encodings and preview), orchestrated by :func:`stacker.merge`.
+:mod:`stacker.exposure` (brightness gain), :mod:`stacker.focus` (focus measure),
+:mod:`stacker.select` (sharpest slice, sub-slice depth, consistency),
+:mod:`stacker.composite` and :mod:`stacker.pyramid` (all-in-focus image) and
+:mod:`stacker.depth` (depth encodings and preview), orchestrated by :func:`stacker.merge`.
 :mod:`stacker.synthetic` renders focal stacks with known truth.
 """
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._dtype import convert_dtype, round_into
-from .align import block_mean, estimate_gain, warp
+from .align import warp
+from .exposure import block_mean, estimate_gain
 from .focus import noise_variance, to_gray
 from .io import Stack
 from .tiles import Tile

@@ -45,6 +45,13 @@ def region_stack(
     return stack, np.ascontiguousarray(truth), sharp
 
 
+def focused(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Defocus that varies across the frame (sharp left, `sigma` right), plus sensor noise."""
+    ramp = np.clip(np.linspace(-0.5, 1.5, image.shape[1]), 0, 1)
+    blurred = ndimage.gaussian_filter(image, sigma) if sigma else image
+    return image * (1 - ramp) + blurred * ramp + rng.normal(0, 0.01, image.shape)
+
+
 def band_interior(truth: np.ndarray, margin: int) -> np.ndarray:
     """Pixels at least `margin` columns away from a band edge."""
     edges = np.flatnonzero(np.diff(truth[0])) + 0.5

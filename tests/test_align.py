@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import focused
 from scipy import ndimage
 
 from stacker import align
 from stacker.align import (
     MODELS,
     common_crop,
-    estimate_gain,
     estimate_stack_transforms,
     estimate_transform,
     load_transforms,
@@ -40,13 +40,6 @@ def moved(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """The moving image whose content at ``matrix @ x`` is ``image`` at ``x``."""
     inv = np.linalg.inv(matrix)
     return ndimage.affine_transform(image, inv[:2, :2], offset=inv[:2, 2], order=3, mode="reflect")
-
-
-def focused(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Defocus that varies across the frame (sharp left, `sigma` right), plus sensor noise."""
-    ramp = np.clip(np.linspace(-0.5, 1.5, image.shape[1]), 0, 1)
-    blurred = ndimage.gaussian_filter(image, sigma) if sigma else image
-    return image * (1 - ramp) + blurred * ramp + rng.normal(0, 0.01, image.shape)
 
 
 def rms_error(estimate: np.ndarray, truth: np.ndarray, shape) -> float:
@@ -283,18 +276,6 @@ def test_common_crop_is_covered_by_every_slice():
         common_crop([np.eye(3), similarity(shape, shift=(70, 0))], shape)
 
 
-def test_estimate_gain_ignores_focus_and_invalid_pixels(sharp):
-    rng = np.random.default_rng(5)
-    reference = 0.15 + 0.6 * sharp
-    warped = focused(reference, 3.0, rng) / 1.2
-    valid = np.ones(SHAPE, bool)
-    valid[:, :60] = False
-    warped[~valid] = 0.0  # what lies outside must not count
-    assert estimate_gain(reference, warped, valid) == pytest.approx(1.2, rel=0.01)
-    as_uint8 = [np.rint(x * 255).astype(np.uint8) for x in (reference, np.clip(warped, 0, 1))]
-    assert estimate_gain(*as_uint8, valid) == pytest.approx(1.2, rel=0.01)
-
-
 def test_save_load_roundtrip(tmp_path):
     matrices = [
         np.eye(3),
@@ -378,9 +359,3 @@ def test_warp_reads_only_the_window_it_needs():
     # The window and the Lanczos kernel's reach, four pixels each side.
     assert rows.stop - rows.start <= 20 + 10 and cols.stop - cols.start <= 30 + 10
     assert 500 - 5 <= rows.start and 600 - 5 <= cols.start
-
-
-def test_gain_of_a_strip_thinner_than_its_blocks_is_one():
-    # 3 x 70000: blocks of ceil(70000 / 256) = 274 px leave no whole block.
-    ref = np.random.default_rng(9).random((3, 70000)).astype(np.float32)
-    assert estimate_gain(ref, ref / 2, np.ones(ref.shape, bool)) == 1.0
