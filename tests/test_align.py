@@ -9,9 +9,9 @@ import pytest
 from conftest import focused
 from scipy import ndimage
 
-from stacker import align
 from stacker.align import (
     MODELS,
+    _warp,
     common_crop,
     estimate_stack_transforms,
     estimate_transform,
@@ -324,7 +324,7 @@ def test_frames_too_large_for_opencv_are_warped_by_pillow(monkeypatch, dtype):
     image = (texture((60, 80), channels=3, seed=2) * 200).astype(dtype)
     matrix = similarity(image.shape, scale=1.03, degrees=2, shift=(2.3, -4.1))
     fast, valid = warp(image, matrix)
-    monkeypatch.setattr(align, "_CV_LIMIT", 50)
+    monkeypatch.setattr(_warp, "_CV_LIMIT", 50)
     slow, slow_valid = warp(image, matrix)
     assert slow.dtype == fast.dtype == dtype
     np.testing.assert_array_equal(slow_valid, valid)
