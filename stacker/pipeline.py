@@ -14,6 +14,7 @@ import numpy as np
 from ._opencv import opencv_threads
 from ._parallel import ordered_map
 from .align import (
+    MIN_MATCH,
     MODELS,
     common_crop,
     estimate_stack_transforms,
@@ -30,9 +31,6 @@ from .tiles import Tile, available_memory, choose_tile_side, relative, tile_grid
 __all__ = ["ALIGN_FAIL", "METHODS", "MergeResult", "merge"]
 
 ALIGN_FAIL = ("keep", "drop", "error")
-# Registration quality (correlation of band-passed slices) below which a slice counts
-# as not registered.
-MIN_MATCH = 0.2
 
 StackInput = str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | np.ndarray] | Stack
 

@@ -16,12 +16,13 @@ reference frame (``_warp``), and :func:`save_transforms` and :func:`load_transfo
 matrices in a file (``_transforms``); ``_geometry`` holds the matrix checks they share.
 """
 
-from ._chain import estimate_stack_transforms
+from ._chain import MIN_MATCH, estimate_stack_transforms
 from ._register import MODELS, estimate_transform
 from ._transforms import load_transforms, save_transforms
 from ._warp import common_crop, warp
 
 __all__ = [
+    "MIN_MATCH",
     "MODELS",
     "common_crop",
     "estimate_stack_transforms",

@@ -14,7 +14,9 @@ from ..focus import to_gray
 from ._geometry import _scaled
 from ._register import _check_model, _Pyramid, _register
 
-_MATCH = 0.2  # quality below which a registration counts as failed
+# Registration quality (correlation of band-passed slices) below which a slice counts as not
+# registered: the walk steps over it, and the pipeline reports it.
+MIN_MATCH = 0.2
 _TRUST_GUESS = 0.9  # a pair started from its neighbour's motion must match this share as well
 
 
@@ -67,7 +69,7 @@ def estimate_stack_transforms(
         Per slice, maps reference (row, col, 1) to the slice's (row, col, 1).
     qualities : list of float
         Per slice, the quality of its registration (see :func:`estimate_transform`); 1 for
-        the reference, below 0.2 for a slice that matched nothing.
+        the reference, below :data:`MIN_MATCH` (0.2) for a slice that matched nothing.
     """
     _check_model(model)
     max_size = _check_int(max_size, "max_size", 64)
@@ -120,11 +122,11 @@ def estimate_stack_transforms(
                 if q_searched > quality:
                     pair, quality = searched, q_searched
             matrix = pair @ anchor_matrix
-            if quality < _MATCH and anchor is not ref_pyr and model != "none":
+            if quality < MIN_MATCH and anchor is not ref_pyr and model != "none":
                 direct, q_direct = _register(ref_pyr, pyr, model)
                 if q_direct > quality:
                     matrix, quality = direct, q_direct
-            if quality >= _MATCH:
+            if quality >= MIN_MATCH:
                 anchor, anchor_matrix = pyr, matrix
                 guess, guess_quality = (None, 0.0) if model == "none" else (pair, quality)
             else:
