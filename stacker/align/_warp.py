@@ -104,7 +104,7 @@ def _remap(image, matrix, origin, out, start, interpolation: str) -> np.ndarray:
     import cv2
 
     dtype = image.dtype
-    source = image if dtype in _CV_TYPES else image.astype(np.float64)
+    source = image if dtype in _REMAP_TYPES else image.astype(np.float64)
     rows = np.arange(origin[0], origin[0] + out[0], dtype=np.float64)
     cols = np.arange(origin[1], origin[1] + out[1], dtype=np.float64)
     # Sample positions (x = col, y = row) in frame coordinates, as a row term
@@ -192,7 +192,8 @@ _CV_INTERPOLATION = {
     "nearest": "INTER_NEAREST",
 }
 _CV_LIMIT = 32767  # OpenCV's remap takes frames below this many pixels a side
-_CV_TYPES = tuple(np.dtype(t) for t in ("uint8", "uint16", "int16", "float32", "float64"))
+# Pixel types OpenCV's remap takes (fewer than its masked copy, _opencv._CV_TYPES, does).
+_REMAP_TYPES = tuple(np.dtype(t) for t in ("uint8", "uint16", "int16", "float32", "float64"))
 _STRIP = 64  # rows of output per remap call
 
 
