@@ -516,9 +516,9 @@ def suite_stages(bench: Bench) -> Table:
     import cv2
 
     from stacker.align import estimate_stack_transforms
+    from stacker.composite import DepthBlend
     from stacker.focus import focus_measure, to_gray
     from stacker.io import open_stack
-    from stacker.composite import DepthBlend
     from stacker.methods import STATES
     from stacker.select import resolve_depth
 
