@@ -372,7 +372,14 @@ def resolve_depth(
     depth = np.where(own, fine, coarse).astype(np.float32, copy=False)
     del own, fine, coarse
     confidence = np.where(credible, np.asarray(confidence, np.float32), np.float32(0))
-    return regularize_depth(depth, credible.astype(np.float32), sigma=sigma), confidence
+    weight = credible.astype(np.float32)
+    # Spill and flats hold arbitrary depths: give them their credible surroundings'
+    # before the outlier test, whose median reference would otherwise follow them
+    # where they are the majority (between the stripes of a barcode, say).
+    fill = _pull_push(depth, lambda a, b: weight[a:b], 12)(0, depth.shape[0])
+    np.copyto(depth, fill, where=~credible)
+    del fill
+    return regularize_depth(depth, weight, sigma=sigma), confidence
 
 
 def _stands_out(peak: np.ndarray, reach: float, share: float) -> np.ndarray:
