@@ -320,7 +320,7 @@ def resolve_depth(
     have of its own, peaking at the blurred slice. Summed over a wider
     window (`coarse`), the edge's in-focus response outweighs that spill.
     So a pixel keeps its `fine` depth where the two scales agree within a
-    slice, or where its own fine peak stands out (at least 0.3 of the
+    slice, or where its own fine peak stands out (at least 0.15 of the
     greatest within ``2 * sigma``: texture of its own); elsewhere it takes
     the `coarse` depth. Then a pixel whose coarse peak is far below the
     greatest within ``4 * sigma`` (under 1/4 of it: spill, or a flat area
@@ -389,7 +389,7 @@ def _stands_out(peak: np.ndarray, reach: float, share: float) -> np.ndarray:
 
 
 # Shares of the greatest peak nearby (see resolve_depth).
-_OWN_TEXTURE = 0.3
+_OWN_TEXTURE = 0.15
 _NOT_SPILL = 0.25
 
 _STRIP = 256  # rows per strip of the full-resolution steps
