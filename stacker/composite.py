@@ -131,8 +131,15 @@ class DepthBlend:
         self.depth = np.asarray(depth, np.float32)
         if self.depth.shape != tuple(shape[:2]):
             raise ValueError(f"depth shape {self.depth.shape} != slice shape {shape[:2]}")
+        if self.depth.size and self.depth.min() < 0:
+            raise ValueError("depth must not be negative")
         self.total = np.zeros(shape, np.float32)
         self.weight = np.zeros(shape[:2], np.float32)
+        # Slice k reaches only the pixels whose depth lies in (k - 1, k + 1): those
+        # whose floor is k or k - 1. Working on them alone, instead of on whole
+        # frames of zero weights, makes a slice's cost its share of the frame.
+        self._floor = np.floor(self.depth).astype(np.int32).ravel()
+        self._group: tuple[int, np.ndarray] | None = None
         self._nearest = np.zeros(shape, np.float32) if fill else None
         self._distance = np.full(shape[:2], np.inf, np.float32) if fill else None
 
@@ -145,19 +152,25 @@ class DepthBlend:
 
     def add(self, k: int, image: np.ndarray, valid: np.ndarray | None = None) -> None:
         """Take slice `k` (where `valid`, if given: the pixels it has data for)."""
-        w = np.subtract(self.depth, np.float32(k))
-        np.abs(w, out=w)
-        np.subtract(np.float32(1), w, out=w)
-        np.maximum(w, 0, out=w)
-        if valid is not None:
-            w *= valid
         if self._nearest is not None:
             self._keep_nearest(k, image, valid)
-        self.weight += w
-        # A channel at a time: the product is one grey frame, not three.
-        for ch in range(image.shape[2] if image.ndim == 3 else 1):
-            pick = (..., ch) if image.ndim == 3 else ...
-            self.total[pick] += w * image[pick]
+        depth, weight = self.depth.ravel(), self.weight.ravel()
+        total = self.total.reshape(weight.size, -1)
+        pixels = image.reshape(weight.size, -1)
+        for group in (self._pixels(k - 1), self._pixels(k)):
+            w = np.subtract(depth[group], np.float32(k))
+            np.abs(w, out=w)
+            np.subtract(np.float32(1), w, out=w)
+            if valid is not None:
+                w *= valid.ravel()[group]
+            weight[group] += w
+            total[group] += w[:, None] * pixels[group]
+
+    def _pixels(self, k: int) -> np.ndarray:
+        """Flat indices of the pixels whose depth's floor is `k` (the last answer is kept)."""
+        if self._group is None or self._group[0] != k:
+            self._group = (k, np.flatnonzero(self._floor == k))
+        return self._group[1]
 
     def _keep_nearest(self, k: int, image: np.ndarray, valid: np.ndarray | None) -> None:
         distance = np.abs(self.depth - np.float32(k))
