@@ -555,7 +555,7 @@ def suite_stages(bench: Bench) -> Table:
             ),
             1,
         )
-        blend = DepthBlend(depth, image.shape)
+        blend = DepthBlend(depth, image.shape, len(stack))
         blend_s, _ = cpu_seconds(lambda: blend.add(0, image))
     finally:
         cv2.setNumThreads(threads)

@@ -6,8 +6,9 @@ import numpy as np
 
 from ._dtype import round_into
 from ._opencv import copy_where
+from .select import NOT_SPILL, stands_out
 
-__all__ = ["DepthBlend", "HardPick", "composite_from_index", "copy_pixels"]
+__all__ = ["DepthBlend", "HardPick", "blend_width", "composite_from_index", "copy_pixels"]
 
 
 def copy_pixels(dst: np.ndarray, src: np.ndarray, mask: np.ndarray) -> None:
@@ -98,13 +99,65 @@ def composite_from_index(stack: np.ndarray, index: np.ndarray) -> np.ndarray:
     return np.take_along_axis(stack, idx, axis=0)[0]
 
 
-class DepthBlend:
-    """Composite sampled from a stack at a given sub-slice depth, one slice at a time.
+def blend_width(sharpness: np.ndarray, noise: float, *, sigma: float = 2.0) -> np.ndarray:
+    """How far in slices each pixel's composite may average: wider where it is flat.
 
-    Each pixel is the linear interpolation of the two slices on either side
-    of its depth (``depth = 2.25`` takes 3/4 of slice 2 and 1/4 of slice 3),
-    so only slices within one slice of a pixel's depth reach it, and a stack
-    is read once more only over the range of depths a frame holds.
+    A pixel with detail of its own takes the two slices around its depth
+    (width 1). Where its peak focus is within a few units of the sensor's
+    noise, every slice near its depth shows it about as sharp, and averaging
+    more of them lowers the noise: the width grows to 3 slices as the peak
+    falls to the noise (:data:`FLAT_NOISE` units of it and below). Not beside
+    a strong edge (a peak under :data:`stacker.select.NOT_SPILL` of the
+    greatest within ``4 * sigma``), whose defocused spill the farther slices
+    carry there.
+
+    Parameters
+    ----------
+    sharpness : (M, N) ndarray
+        Peak focus of each pixel.
+    noise : float
+        Noise variance of the slices, in focus units.
+    sigma : float, optional
+        Focus window in pixels.
+
+    Returns
+    -------
+    width : (M, N) ndarray of float32
+        Half-width of each pixel's tent in slices, in [1, 3] (see :class:`DepthBlend`).
+
+    Examples
+    --------
+    >>> blend_width(np.array([[0.2, 0.4, 0.8]]), 0.1, sigma=0.25)
+    array([[2.5, 2. , 1. ]], dtype=float32)
+    """
+    peak = np.asarray(sharpness, np.float32)
+    if noise <= 0:
+        return np.ones_like(peak)
+    width = np.divide(peak, np.float32(FLAT_NOISE * noise))
+    np.subtract(np.float32(1), width, out=width)
+    np.clip(width, 0, 1, out=width)
+    width *= np.float32(_WIDEST - 1)
+    width += np.float32(1)
+    width[~stands_out(peak, 4 * sigma, NOT_SPILL)] = 1
+    return width
+
+
+# A peak focus below this many noise units is flat enough to average over.
+FLAT_NOISE = 8.0
+_WIDEST = 3.0  # slices either side, at a peak focus of zero
+
+
+class DepthBlend:
+    """Composite sampled from a stack around a given sub-slice depth, one slice at a time.
+
+    Each pixel is a weighted mean of the slices around its depth, with tent
+    weights ``1 - |depth - k| / width``: at the default width of 1, the
+    linear interpolation of the two slices on either side (``depth = 2.25``
+    takes 3/4 of slice 2 and 1/4 of slice 3). A wider tent averages more
+    slices, which lowers noise where a pixel has no detail to lose. Only
+    slices within `width` of a pixel's depth reach it, so a stack is read
+    once more only over the range of depths a frame holds, and each slice
+    costs its share of the frame.
 
     Parameters
     ----------
@@ -112,34 +165,49 @@ class DepthBlend:
         Depth in slice units, within ``[0, n - 1]``.
     shape : tuple of int
         Shape of one slice, ``(M, N)`` or ``(M, N, 3)``.
+    n : int
+        Number of slices in the stack.
+    width : (M, N) ndarray, optional
+        Half-width of each pixel's tent in slices, at least 1 (default 1).
     fill : bool, optional
         Slices may miss pixels (give :meth:`add` where each has data): keep,
         for every pixel, the slice nearest its depth that has it, for the
-        pixels the slices within one slice of their depth all miss. Read
-        every slice then, not only :attr:`slices`.
+        pixels the slices within reach of their depth all miss. Read every
+        slice then, not only :attr:`slices`.
 
     Examples
     --------
-    >>> blend = DepthBlend(np.array([[0.0, 0.25, 1.0]]), (1, 3))
+    >>> blend = DepthBlend(np.array([[0.0, 0.25, 1.0]]), (1, 3), 2)
     >>> for k in blend.slices:
     ...     blend.add(k, np.full((1, 3), 100 * k, np.uint8))
     >>> blend.result(np.uint8)
     array([[  0,  25, 100]], dtype=uint8)
     """
 
-    def __init__(self, depth: np.ndarray, shape: tuple[int, ...], *, fill: bool = False):
+    def __init__(
+        self,
+        depth: np.ndarray,
+        shape: tuple[int, ...],
+        n: int,
+        *,
+        width: np.ndarray | None = None,
+        fill: bool = False,
+    ):
         self.depth = np.asarray(depth, np.float32)
         if self.depth.shape != tuple(shape[:2]):
             raise ValueError(f"depth shape {self.depth.shape} != slice shape {shape[:2]}")
-        if self.depth.size and self.depth.min() < 0:
-            raise ValueError("depth must not be negative")
+        self.width = np.ones_like(self.depth) if width is None else np.asarray(width, np.float32)
+        if self.width.shape != self.depth.shape or (self.width.size and self.width.min() < 1):
+            raise ValueError(f"width must be >= 1 and of the depth's shape {self.depth.shape}")
+        self.n = n
         self.total = np.zeros(shape, np.float32)
         self.weight = np.zeros(shape[:2], np.float32)
-        # Slice k reaches only the pixels whose depth lies in (k - 1, k + 1): those
-        # whose floor is k or k - 1. Working on them alone, instead of on whole
-        # frames of zero weights, makes a slice's cost its share of the frame.
-        self._floor = np.floor(self.depth).astype(np.int32).ravel()
-        self._group: tuple[int, np.ndarray] | None = None
+        # The first slice that reaches each pixel; pixels enter the active set then
+        # and leave it once past their reach.
+        first = np.floor(self.depth - self.width) + 1
+        self._first = np.clip(first, 0, n).astype(np.int32).ravel()
+        self._active = np.empty(0, np.intp)
+        self._next = 0
         self._nearest = np.zeros(shape, np.float32) if fill else None
         self._distance = np.full(shape[:2], np.inf, np.float32) if fill else None
 
@@ -148,29 +216,34 @@ class DepthBlend:
         """The slices some pixel takes, in order."""
         if not self.depth.size:
             return range(0)
-        return range(int(np.floor(self.depth.min())), int(np.ceil(self.depth.max())) + 1)
+        last = np.ceil(self.depth + self.width) - 1
+        return range(int(self._first.min()), int(np.clip(last.max(), 0, self.n - 1)) + 1)
 
     def add(self, k: int, image: np.ndarray, valid: np.ndarray | None = None) -> None:
-        """Take slice `k` (where `valid`, if given: the pixels it has data for)."""
+        """Take slice `k` (where `valid`, if given: the pixels it has data for).
+
+        Slices must come in increasing order; :attr:`slices` are all that count.
+        """
         if self._nearest is not None:
             self._keep_nearest(k, image, valid)
-        depth, weight = self.depth.ravel(), self.weight.ravel()
+        depth, width = self.depth.ravel(), self.width.ravel()
+        entering = (self._first >= self._next) & (self._first <= k)
+        self._next = k + 1
+        active = np.concatenate([self._active, np.flatnonzero(entering)])
+        w = np.subtract(depth[active], np.float32(k))
+        np.abs(w, out=w)
+        w /= width[active]
+        np.subtract(np.float32(1), w, out=w)
+        # Pixels whose tent ends before the next slice leave the active set.
+        self._active = active[depth[active] + width[active] > k + 1]
+        reached = w > 0
+        group, w = active[reached], w[reached]
+        if valid is not None:
+            w *= valid.ravel()[group]
+        weight = self.weight.ravel()
+        weight[group] += w
         total = self.total.reshape(weight.size, -1)
-        pixels = image.reshape(weight.size, -1)
-        for group in (self._pixels(k - 1), self._pixels(k)):
-            w = np.subtract(depth[group], np.float32(k))
-            np.abs(w, out=w)
-            np.subtract(np.float32(1), w, out=w)
-            if valid is not None:
-                w *= valid.ravel()[group]
-            weight[group] += w
-            total[group] += w[:, None] * pixels[group]
-
-    def _pixels(self, k: int) -> np.ndarray:
-        """Flat indices of the pixels whose depth's floor is `k` (the last answer is kept)."""
-        if self._group is None or self._group[0] != k:
-            self._group = (k, np.flatnonzero(self._floor == k))
-        return self._group[1]
+        total[group] += w[:, None] * image.reshape(weight.size, -1)[group]
 
     def _keep_nearest(self, k: int, image: np.ndarray, valid: np.ndarray | None) -> None:
         distance = np.abs(self.depth - np.float32(k))

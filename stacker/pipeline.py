@@ -19,7 +19,7 @@ from .align import (
     common_crop,
     estimate_stack_transforms,
 )
-from .composite import DepthBlend
+from .composite import DepthBlend, blend_width
 from .focus import check_measure, focus_radius
 from .io import Stack, StackError, StackWarning, open_stack
 from .methods import METHODS, STATES
@@ -314,7 +314,9 @@ def merge(
                 sigma=sigma,
             )
             np.clip(depth, 0, len(keep) - 1, out=depth)
-            composite = _blend(ctx, depth, tiles, keep, surveys, inner, threads, tick)
+            noise = min((surveys[k].noise for k in keep), default=0.0)
+            width = blend_width(outputs["sharpness"], noise, sigma=sigma)
+            composite = _blend(ctx, depth, width, tiles, keep, surveys, inner, threads, tick)
         else:
             composite = outputs["composite"]
         identity = np.eye(3)
@@ -375,6 +377,7 @@ def _stack_tile(
 def _blend(
     ctx: SliceReader,
     depth: np.ndarray,
+    width: np.ndarray,
     tiles: list[Tile],
     keep: list[int],
     surveys: dict,
@@ -383,6 +386,8 @@ def _blend(
     tick: Callable[[], None],
 ) -> np.ndarray:
     """The second pass: each tile's composite blended from the slices around its depth.
+
+    `width` is each pixel's reach in slices (see :class:`DepthBlend`).
 
     A tile inside `inner` (the part every slice covers) reads only the slices
     its depths reach; one beside it reads them all, so that a pixel some
@@ -395,7 +400,8 @@ def _blend(
         covered = all(
             c.start >= i.start and c.stop <= i.stop for c, i in zip(tile.core, inner, strict=True)
         )
-        blend = DepthBlend(part, (*part.shape, *stack.shape[2:]), fill=not covered)
+        shape = (*part.shape, *stack.shape[2:])
+        blend = DepthBlend(part, shape, len(keep), width=width[tile.core], fill=not covered)
         wanted = blend.slices if covered else range(len(keep))
 
         def read(j: int, tile: Tile = tile) -> tuple:

@@ -16,6 +16,7 @@ __all__ = [
     "regularize_depth",
     "resolve_depth",
     "select_sharpest",
+    "stands_out",
     "subslice_peak",
 ]
 
@@ -365,9 +366,9 @@ def resolve_depth(
             raise ValueError(f"{name} must have the fine depth's shape {shape}, got {np.shape(a)}")
     # Each frame is let go as soon as it has served: on large images these
     # steps, not the stream, set the peak memory.
-    credible = _stands_out(coarse_peak, 4 * sigma, _NOT_SPILL)
+    credible = stands_out(coarse_peak, 4 * sigma, NOT_SPILL)
     del coarse_peak
-    own = _stands_out(fine_peak, 2 * sigma, _OWN_TEXTURE)
+    own = stands_out(fine_peak, 2 * sigma, _OWN_TEXTURE)
     own |= np.abs(fine - coarse) <= 1
     depth = np.where(own, fine, coarse).astype(np.float32, copy=False)
     del own, fine, coarse
@@ -382,15 +383,34 @@ def resolve_depth(
     return regularize_depth(depth, weight, sigma=sigma), confidence
 
 
-def _stands_out(peak: np.ndarray, reach: float, share: float) -> np.ndarray:
-    """Where `peak` is at least `share` of its greatest value within `reach` pixels."""
+def stands_out(peak: np.ndarray, reach: float, share: float) -> np.ndarray:
+    """Where a pixel's peak focus is at least `share` of the greatest within `reach` pixels.
+
+    Parameters
+    ----------
+    peak : (M, N) ndarray
+        Peak focus value of each pixel.
+    reach : float
+        Radius of the neighbourhood in pixels.
+    share : float
+        The least share of the neighbourhood's greatest peak.
+
+    Returns
+    -------
+    mask : (M, N) ndarray of bool
+
+    Examples
+    --------
+    >>> stands_out(np.array([[0.1, 1.0, 0.5, 0.1, 0.1]]), 1, 0.25)
+    array([[False,  True,  True, False,  True]])
+    """
     peak = np.asarray(peak, np.float32)
     return peak >= np.float32(share) * local_max(peak, int(round(reach)))
 
 
 # Shares of the greatest peak nearby (see resolve_depth).
 _OWN_TEXTURE = 0.15
-_NOT_SPILL = 0.25
+NOT_SPILL = 0.25
 
 _STRIP = 256  # rows per strip of the full-resolution steps
 

@@ -34,7 +34,7 @@ def test_composite_from_index_validates(index):
 
 
 def _blend(stack, depth, valid=None):
-    blend = DepthBlend(depth, stack.shape[1:])
+    blend = DepthBlend(depth, stack.shape[1:], len(stack))
     for k in blend.slices:
         blend.add(k, stack[k], None if valid is None else valid[k])
     return blend.result(stack.dtype)
@@ -61,14 +61,14 @@ def test_depth_blend_interpolates_between_the_two_nearest_slices(depth, expected
 
 def test_depth_blend_reads_only_the_slices_its_depths_reach():
     depth = np.array([[1.2, 2.0], [1.9, 1.5]], np.float32)
-    assert list(DepthBlend(depth, (2, 2)).slices) == [1, 2]
+    assert list(DepthBlend(depth, (2, 2), 5).slices) == [1, 2]
 
 
 def test_depth_blend_takes_the_nearest_slice_with_data_where_others_miss_a_pixel():
     stack = np.stack([np.full((1, 2), 10 * (k + 1), np.uint8) for k in range(4)])
     valid = np.ones((4, 1, 2), bool)
     valid[1:3, 0, 0] = False  # pixel 0 is missing from slices 1 and 2
-    blend = DepthBlend(np.array([[1.6, 1.6]], np.float32), (1, 2), fill=True)
+    blend = DepthBlend(np.array([[1.6, 1.6]], np.float32), (1, 2), 4, fill=True)
     for k in range(4):
         blend.add(k, stack[k], None if k == 3 else valid[k])  # slice 3 has every pixel
     # Pixel 0's nearest slice with data is slice 3 (0.4 away, slice 0 is 1.6 away).
@@ -77,4 +77,31 @@ def test_depth_blend_takes_the_nearest_slice_with_data_where_others_miss_a_pixel
 
 def test_depth_blend_validates_shape():
     with pytest.raises(ValueError, match="depth shape"):
-        DepthBlend(np.zeros((2, 2)), (2, 3))
+        DepthBlend(np.zeros((2, 2)), (2, 3), 3)
+
+
+def test_depth_blend_with_a_wider_tent_averages_more_slices():
+    stack = (np.arange(7, dtype=np.uint8) * 10)[:, None, None] * np.ones((1, 1, 2), np.uint8)
+    depth = np.full((1, 2), 3.0, np.float32)
+    blend = DepthBlend(depth, (1, 2), 7, width=np.array([[1.0, 3.0]], np.float32))
+    assert list(blend.slices) == [1, 2, 3, 4, 5]
+    for k in blend.slices:
+        blend.add(k, stack[k])
+    # Width 3: slices 1..5 with weights 1/3, 2/3, 1, 2/3, 1/3 (mean 30); width 1: slice 3.
+    np.testing.assert_array_equal(blend.result(np.uint8), [[30, 30]])
+    noisy = np.random.default_rng(0).normal(30, 5, (7, 1, 2000)).astype(np.float32)
+    narrow, wide = (
+        DepthBlend(np.full((1, 2000), 3.0, np.float32), (1, 2000), 7, width=np.full((1, 2000), w))
+        for w in (1.0, 3.0)
+    )
+    for k in range(7):
+        narrow.add(k, noisy[k])
+        wide.add(k, noisy[k])
+    # Weights 1/3, 2/3, 1, 2/3, 1/3: the std of their weighted mean is sqrt(19 / 81) of one.
+    ratio = narrow.result(np.float32).std() / wide.result(np.float32).std()
+    assert abs(ratio - np.sqrt(81 / 19)) < 0.05, ratio
+
+
+def test_depth_blend_validates_width():
+    with pytest.raises(ValueError, match="width"):
+        DepthBlend(np.zeros((2, 2)), (2, 2), 3, width=np.full((2, 2), 0.5))

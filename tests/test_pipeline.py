@@ -57,7 +57,7 @@ def test_depthmap_recovers_smooth_surface_to_sub_slice(dome):
     assert _depth_rmse(fine, height) < 0.15
     assert _depth_rmse(fine, height) < 0.5 * _depth_rmse(coarse, height)
     # The composite samples the stack at its depth: as good as sampling it at the truth's.
-    ideal = DepthBlend(height.clip(0, len(stack) - 1), stack.shape[1:])
+    ideal = DepthBlend(height.clip(0, len(stack) - 1), stack.shape[1:], len(stack))
     for k in ideal.slices:
         ideal.add(k, stack[k])
     gap = psnr(convert_dtype(fine.composite, "float32"), sharp) - psnr(
