@@ -50,3 +50,17 @@ def test_ground_truth_depth(k):
     print(f"stack{k}: {within_one:.3f} within one slice")
     # Measured with the default method: 0.958 (stack5) to 1.000; argmax: 0.932 to 0.999.
     assert within_one > 0.95
+
+
+def test_same_bytes_on_any_number_of_threads():
+    # The smallest real stack whose transforms changed with the thread count,
+    # as pcb_petteri's did (by up to 2e-8): enough to move some of its
+    # composite's pixels by up to 35 grey levels.
+    files = sorted((SHARED / "lake_bracket_focusstacker").glob("*.jpg"))
+    if not files:
+        pytest.skip("lake_bracket_focusstacker not present")
+    runs = [stacker.merge(files, threads=threads) for threads in (1, 2, 4, 2)]
+    for run in runs[1:]:
+        assert run.composite.tobytes() == runs[0].composite.tobytes()
+        assert run.depth.tobytes() == runs[0].depth.tobytes()
+        assert np.array(run.transforms).tobytes() == np.array(runs[0].transforms).tobytes()
