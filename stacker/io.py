@@ -22,6 +22,9 @@ import imageio.v3 as iio
 import numpy as np
 import tifffile
 
+from . import _jpeg
+from ._jpeg import DamagedJpeg
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "ORDERS",
@@ -107,7 +110,7 @@ def _drop_alpha(image: np.ndarray, name: str) -> np.ndarray:
     return image
 
 
-def _decode(path: Path, page: int | None) -> np.ndarray:
+def _decode(path: Path, page: int | None, check_jpeg: bool) -> np.ndarray:
     kind = _sniff(path)
     if kind == "tiff":
         with tifffile.TiffFile(path) as tif:
@@ -116,7 +119,7 @@ def _decode(path: Path, page: int | None) -> np.ndarray:
     if kind == "png":
         return imagecodecs.png_decode(data)
     if kind == "jpeg":
-        image = imagecodecs.jpeg8_decode(data)
+        image = _jpeg.decode(data, check=check_jpeg)
         if image.ndim == 3 and image.shape[-1] == 4:
             # CMYK (print) JPEGs: Pillow knows their colour conversion.
             image = iio.imread(data, plugin="pillow", mode="RGB")
@@ -125,6 +128,10 @@ def _decode(path: Path, page: int | None) -> np.ndarray:
         return iio.imread(data, plugin="pillow")
     except Exception as exc:
         raise StackError(f"{path}: not a PNG, JPEG or TIFF image") from exc
+
+
+def _damaged(path: Path, exc: DamagedJpeg) -> StackError:
+    return StackError(f"{path}: damaged JPEG ({exc})")
 
 
 def read_image(path: str | os.PathLike, *, page: int | None = None) -> np.ndarray:
@@ -146,17 +153,23 @@ def read_image(path: str | os.PathLike, *, page: int | None = None) -> np.ndarra
     Raises
     ------
     StackError
-        If the file is missing, unreadable, or not a 2-D grey or RGB image.
+        If the file is missing, unreadable, a damaged JPEG (cut short or with
+        corrupt data), or not a 2-D grey or RGB image.
     """
-    path = Path(path)
+    return _read_file(Path(path), page, check_jpeg=True)
+
+
+def _read_file(path: Path, page: int | None, check_jpeg: bool) -> np.ndarray:
     if not path.is_file():
         raise StackError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise StackError(f"{path}: file is empty")
     try:
-        image = _decode(path, page)
+        image = _decode(path, page, check_jpeg)
     except StackError:
         raise
+    except DamagedJpeg as exc:
+        raise _damaged(path, exc) from exc
     except Exception as exc:  # decoders raise many types; the user needs one message
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StackError(f"{path}: cannot read image ({reason})") from exc
@@ -252,12 +265,16 @@ class Stack:
     def __init__(self, frames: list[Frame] | None = None, array: np.ndarray | None = None):
         self._frames = frames or []
         self._array = array
+        # Frames read once already: a JPEG's stream is checked on its first read
+        # only, as a merge reads every slice two or more times (alignment,
+        # stacking, each tile).
+        self._read_once: set[Frame] = set()
         if array is not None:
             self.names = [f"slice {i}" for i in range(len(array))]
             self.shape, self.dtype = tuple(array.shape[1:]), array.dtype
         else:
             self.names = [f.name for f in self._frames]
-            first = read_image(self._frames[0].path, page=self._frames[0].page)
+            first = self._read(self._frames[0])
             self.shape, self.dtype = first.shape, first.dtype
         self.paths = list(dict.fromkeys(f.path for f in self._frames))
 
@@ -268,7 +285,12 @@ class Stack:
         if self._array is not None:
             return self._array[index]
         frame = self._frames[index]
-        return self._checked(frame, read_image(frame.path, page=frame.page))
+        return self._checked(frame, self._read(frame))
+
+    def _read(self, frame: Frame) -> np.ndarray:
+        image = _read_file(frame.path, frame.page, check_jpeg=frame not in self._read_once)
+        self._read_once.add(frame)
+        return image
 
     def grey(self, index: int) -> np.ndarray:
         """Slice `index`, or its luma where the decoder gives that for less.
@@ -288,14 +310,24 @@ class Stack:
         -------
         image : (M, N) or (M, N, 3) ndarray
             The JPEG's luma as (M, N) uint8, or the slice as ``stack[index]``.
+
+        Raises
+        ------
+        StackError
+            If the slice cannot be read, e.g. a damaged JPEG.
         """
         frame = self._frames[index] if self._array is None else None
         if frame is None or _sniff(frame.path) != "jpeg":
             return self[index]
         try:
-            luma = imagecodecs.jpeg8_decode(frame.path.read_bytes(), outcolorspace="GRAY")
+            luma = _jpeg.decode(
+                frame.path.read_bytes(), luma=True, check=frame not in self._read_once
+            )
+        except DamagedJpeg as exc:
+            raise _damaged(frame.path, exc) from exc
         except Exception:  # CMYK and other oddities: the full decoder knows them
             return self[index]
+        self._read_once.add(frame)
         self._check_shape(frame, luma.shape, self.shape[:2])
         return luma
 

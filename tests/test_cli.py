@@ -90,15 +90,19 @@ def _bad_inputs(tmp_path, paths):
     write_image(other, np.zeros((10, 10, 3), np.uint8))
     empty = tmp_path / "empty"
     empty.mkdir()
+    cut = tmp_path / "zz_cut.jpg"
+    write_image(cut, read_image(paths[0]))
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
     return {
         "missing": ([tmp_path / "nope.png"], "no such file"),
+        "cut_jpeg": ([*paths, cut], "zz_cut.jpg: damaged JPEG (premature end of data)"),
         "text": ([*paths, text], "zz_text.png: not a PNG, JPEG or TIFF image"),
         "size": ([*paths, other], "zz_other.png: shape (10, 10, 3) differs"),
         "empty_dir": ([empty], "no images"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "text", "size", "empty_dir"])
+@pytest.mark.parametrize("case", ["missing", "text", "size", "empty_dir", "cut_jpeg"])
 def test_bad_input_is_one_line_exit_2_and_leaves_nothing(slices, tmp_path, capsys, case):
     paths, _ = slices
     inputs, message = _bad_inputs(tmp_path, paths)[case]

@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import pytest
 import tifffile
@@ -64,3 +65,54 @@ def test_same_bytes_on_any_number_of_threads():
         assert run.composite.tobytes() == runs[0].composite.tobytes()
         assert run.depth.tobytes() == runs[0].depth.tobytes()
         assert np.array(run.transforms).tobytes() == np.array(runs[0].transforms).tobytes()
+
+
+# One JPEG of each real stack: Adobe's with restart markers (lake), JPEG in a
+# .png file (algae), grey (synthetic).
+JPEGS = [
+    "pcb_petteri/pcb_001.jpg",
+    "ring_cmcguinness/step0.jpg",
+    "lake_bracket_focusstacker/aligned1.jpg",
+    "algae_brightfield/img_1.png",
+    "synthetic_gt_wlls/stack1/image_01.jpg",
+]
+
+
+@pytest.mark.parametrize("name", JPEGS)
+def test_whole_real_jpegs_decode_as_before(name):
+    path = SHARED / name
+    if not path.is_file():
+        pytest.skip(f"{name} not present")
+    data = path.read_bytes()
+    np.testing.assert_array_equal(stacker.read_image(path), imagecodecs.jpeg8_decode(data))
+    luma = imagecodecs.jpeg8_decode(data, outcolorspace="GRAY")
+    np.testing.assert_array_equal(stacker.open_stack(path).grey(0), luma)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda data: data[: len(data) // 2], "premature end of data"),
+        # Seed 0 has the decoder finish 14 bytes before the end of the coded
+        # data; every marker is still in place.
+        (
+            lambda data: (
+                data[: len(data) // 2]
+                + np.random.default_rng(0).integers(0, 256, 50, np.uint8).tobytes()
+                + data[len(data) // 2 + 50 :]
+            ),
+            "corrupt data: 14 extraneous bytes before marker 0xd9",
+        ),
+    ],
+    ids=["cut", "overwritten"],
+)
+def test_damaged_real_jpeg_stops_the_merge(tmp_path, damage, message):
+    files = sorted((SHARED / "pcb_petteri").glob("*.jpg"))
+    if not files:
+        pytest.skip("pcb_petteri not present")
+    for f in files[4:]:
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    bad = tmp_path / "pcb_006.jpg"
+    bad.write_bytes(damage(bad.read_bytes()))
+    with pytest.raises(stacker.StackError, match=f"{bad.name}: damaged JPEG \\({message}\\)"):
+        stacker.merge(tmp_path)
