@@ -28,7 +28,8 @@ def decode(data: bytes, *, luma: bool = False, check: bool = True) -> np.ndarray
     luma : bool, optional
         Decode only the luma of a colour JPEG (as the file stores it).
     check : bool, optional
-        Check the stream (one more grey decode); False for one checked before.
+        Check the stream (:func:`check_stream`, one more grey decode); False
+        for one checked before.
 
     Returns
     -------
@@ -41,11 +42,12 @@ def decode(data: bytes, *, luma: bool = False, check: bool = True) -> np.ndarray
         If libjpeg warns that the stream ends early or its data is corrupt.
     """
     if check:
-        _check(data)
+        check_stream(data)
     return imagecodecs.jpeg8_decode(data, outcolorspace="GRAY" if luma else None)
 
 
-def _check(data: bytes) -> None:
+def check_stream(data: bytes) -> None:
+    """Raise DamagedJpeg if libjpeg warns that the JPEG stream `data` is cut short or corrupt."""
     try:
         simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True)
     except ValueError as exc:

@@ -147,6 +147,10 @@ def merge(
     on_align_fail: Annotated[
         AlignFail, typer.Option(help="A slice that does not register: keep, drop or error.")
     ] = AlignFail.keep,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(help="Leave out damaged JPEG slices, with a warning, instead of stopping."),
+    ] = False,
     save_transforms: Annotated[
         Path | None, typer.Option(help="Write the transforms found as JSON.")
     ] = None,
@@ -181,7 +185,7 @@ def merge(
       stacker merge stack.tif -o composite.tif --depth depth.tif --depth-format float
       stacker merge shots/ -o out.jpg --depth-preview depth_color.png
     """
-    stack = open_stack(inputs, order=order.value)
+    stack = open_stack(inputs, order=order.value, skip_damaged=skip_bad)
     out_dtype = stack.dtype if bit_depth.value == "auto" else f"uint{bit_depth.value}"
     targets = [(output, out_dtype)]
     if save_transforms is not None:

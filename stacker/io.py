@@ -12,7 +12,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,13 +262,19 @@ class Stack:
         The distinct input files (empty for array input).
     """
 
-    def __init__(self, frames: list[Frame] | None = None, array: np.ndarray | None = None):
+    def __init__(
+        self,
+        frames: list[Frame] | None = None,
+        array: np.ndarray | None = None,
+        *,
+        whole: Iterable[Frame] = (),
+    ):
         self._frames = frames or []
         self._array = array
-        # Frames read once already: a JPEG's stream is checked on its first read
-        # only, as a merge reads every slice two or more times (alignment,
+        # Frames whose JPEG stream was found whole: it is checked on the first
+        # read only, as a merge reads every slice two or more times (alignment,
         # stacking, each tile).
-        self._read_once: set[Frame] = set()
+        self._whole: set[Frame] = set(whole)
         if array is not None:
             self.names = [f"slice {i}" for i in range(len(array))]
             self.shape, self.dtype = tuple(array.shape[1:]), array.dtype
@@ -288,8 +294,8 @@ class Stack:
         return self._checked(frame, self._read(frame))
 
     def _read(self, frame: Frame) -> np.ndarray:
-        image = _read_file(frame.path, frame.page, check_jpeg=frame not in self._read_once)
-        self._read_once.add(frame)
+        image = _read_file(frame.path, frame.page, check_jpeg=frame not in self._whole)
+        self._whole.add(frame)
         return image
 
     def grey(self, index: int) -> np.ndarray:
@@ -320,14 +326,12 @@ class Stack:
         if frame is None or _sniff(frame.path) != "jpeg":
             return self[index]
         try:
-            luma = _jpeg.decode(
-                frame.path.read_bytes(), luma=True, check=frame not in self._read_once
-            )
+            luma = _jpeg.decode(frame.path.read_bytes(), luma=True, check=frame not in self._whole)
         except DamagedJpeg as exc:
             raise _damaged(frame.path, exc) from exc
         except Exception:  # CMYK and other oddities: the full decoder knows them
             return self[index]
-        self._read_once.add(frame)
+        self._whole.add(frame)
         self._check_shape(frame, luma.shape, self.shape[:2])
         return luma
 
@@ -396,6 +400,7 @@ def open_stack(
     inputs: str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | np.ndarray],
     *,
     order: str = "natural",
+    skip_damaged: bool = False,
 ) -> Stack:
     """Open a focal stack from files, a folder, a multi-page TIFF or arrays.
 
@@ -409,6 +414,9 @@ def open_stack(
         ``'natural'`` sorts files by name with numbers by value (``z2`` before
         ``z10``), warning if that changes the order given; ``'given'`` keeps
         the order of `inputs`. Pages of one TIFF keep their order.
+    skip_damaged : bool, optional
+        Check every JPEG file now, and leave out the damaged ones with a
+        :class:`StackWarning` each, instead of stopping at the first.
 
     Returns
     -------
@@ -418,7 +426,8 @@ def open_stack(
     Raises
     ------
     StackError
-        If there are no slices, or a file is missing or unreadable.
+        If there are no slices, or a file is missing or unreadable (or a
+        damaged JPEG, unless `skip_damaged`).
     ValueError
         If `order` is not one of the accepted values.
     """
@@ -455,7 +464,24 @@ def open_stack(
             )
         paths = ordered
     frames = [f for p in paths for f in _frames(p)]
-    return Stack(frames=frames)
+    if not skip_damaged:
+        return Stack(frames=frames)
+    whole = [f for f in frames if _whole_or_warn(f)]
+    if not whole:
+        raise StackError("every input slice is a damaged JPEG")
+    return Stack(frames=whole, whole=whole)
+
+
+def _whole_or_warn(frame: Frame) -> bool:
+    """False, with a warning, if the frame is a damaged JPEG."""
+    if _sniff(frame.path) != "jpeg":
+        return True
+    try:
+        _jpeg.check_stream(frame.path.read_bytes())
+    except DamagedJpeg as exc:
+        warnings.warn(f"{_damaged(frame.path, exc)}; left out", StackWarning, stacklevel=4)
+        return False
+    return True
 
 
 def _format_of(path: Path) -> str:

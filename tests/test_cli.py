@@ -276,3 +276,15 @@ def test_tile_option_gives_the_same_result(slices, tmp_path, capsys):
         np.testing.assert_array_equal(whole, tiled)
     code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.png", "--tile", "8")
     assert code == 2 and "--tile" in err
+
+
+def test_skip_bad_leaves_damaged_jpegs_out_with_a_warning(slices, tmp_path, capsys):
+    paths, _ = slices
+    cut = tmp_path / "zz_cut.jpg"
+    write_image(cut, read_image(paths[0]))
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    out = tmp_path / "c.png"
+    code, _, err = run(capsys, "merge", *paths, cut, "-o", out, "--skip-bad", "-q")
+    assert code == 0, err
+    assert err == f"warning: {cut}: damaged JPEG (premature end of data); left out\n"
+    assert read_image(out).shape == (40, 50, 3)

@@ -356,3 +356,18 @@ def test_jpeg_with_overwritten_data_is_an_error_naming_it(tmp_path, kind):
     # Measured: all 20 caught in restarts and progressive streams, 19 in the
     # baseline one (seed 18 decodes with no warning from libjpeg).
     assert len(missed) <= 1, missed
+
+
+def test_damaged_jpegs_can_be_left_out(tmp_path):
+    data = _jpeg(tmp_path / "a1.jpg")
+    (tmp_path / "a2.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "a3.jpg").write_bytes(data)
+    left_out = r"a2\.jpg: damaged JPEG \(premature end of data\); left out"
+    with pytest.warns(StackWarning, match=left_out):
+        stack = open_stack(tmp_path, skip_damaged=True)
+    assert stack.names == ["a1.jpg", "a3.jpg"]
+    np.testing.assert_array_equal(stack[1], imagecodecs.jpeg8_decode(data))
+    (tmp_path / "a1.jpg").write_bytes(data[:-2])  # no end-of-image marker
+    (tmp_path / "a3.jpg").write_bytes(data[: len(data) // 3])
+    with pytest.warns(StackWarning), pytest.raises(StackError, match="every input slice is"):
+        open_stack(tmp_path, skip_damaged=True)
