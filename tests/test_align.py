@@ -9,7 +9,6 @@ import pytest
 from conftest import focused
 from scipy import ndimage
 
-from stacker import align
 from stacker._opencv import opencv_threads
 from stacker.align import (
     MIN_MATCH,
