@@ -158,6 +158,22 @@ SCENES = (
         photo="text",
         jpeg=92,
     ),
+    # A foreground coming into focus over a large flat page: its shrinking blur
+    # looked like a zoom to the registration (false motion on a still stack).
+    Scene(
+        "page-chelsea",
+        "object",
+        (320, 448),
+        30,
+        3,
+        np.uint8,
+        blur=1.5,
+        edges=True,
+        seed=32,
+        photo="page",
+        front="chelsea",
+        jpeg=90,
+    ),
     Scene(
         "astronaut-plane",
         "plane",
@@ -221,6 +237,19 @@ SCENES = (
         seed=25,
         photo="clock",
         highlights=10,
+        half="held-out",
+    ),
+    Scene(
+        "coffee-smooth",
+        "smooth",
+        (288, 384),
+        24,
+        3,
+        np.uint8,
+        blur=1.2,
+        seed=27,
+        photo="coffee",
+        jpeg=88,
         half="held-out",
     ),
     Scene(

@@ -13,7 +13,7 @@ from ._phase import _hann, _phase_peak, _scale_rotation
 MODELS = ("none", "translation", "similarity", "affine")
 _COARSE = 256  # long side of the pyramid level where the global search runs
 _HIGHPASS = 8.0  # sigma, in level pixels, of the low frequencies dropped before matching
-_SIGNIFICANT = 0.75  # a motion must leave at most this share of the still mismatch
+_SIGNIFICANT = 0.5  # a motion must leave at most this share of the still mismatch
 
 
 def _check_model(model: str) -> None:
