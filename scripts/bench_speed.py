@@ -547,11 +547,11 @@ def suite_stages(bench: Bench) -> Table:
         result_s, r = cpu_seconds(lambda: state.result(0.0, None), 1)
         finish, (depth, _) = cpu_seconds(
             lambda: resolve_depth(
-                r["depth"],
-                r["coarse"],
-                r["confidence"],
-                fine_peak=r["sharpness"],
-                coarse_peak=r["strength"],
+                r.depth,
+                r.coarse,
+                r.confidence,
+                fine_peak=r.sharpness,
+                coarse_peak=r.strength,
             ),
             1,
         )

@@ -2,46 +2,119 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
 import numpy as np
 
 from ._dtype import convert_dtype
 from ._opencv import gaussian
 from .composite import HardPick
-from .pyramid import PyramidFusion
-from .select import ArgmaxSelector, PeakTracker, subslice_peak
+from .pyramid import PyramidFusion, pyramid_levels
+from .select import ArgmaxSelector, PeakTracker, resolve_depth, subslice_peak
 
-__all__ = ["METHODS", "STATES"]
+__all__ = ["METHODS", "STATES", "Frames", "MethodState"]
 
 METHODS = ("depthmap", "pyramid", "argmax")
 
 
-class _State:
-    """What every method's running state provides.
+@dataclass
+class Frames:
+    """A method's output frames, for one tile or, pasted together, the whole frame.
 
-    A ``prepare`` step, run in worker threads on one slice at a time, and an
-    ``update`` step, run in stack order, that folds the prepared slice into
-    the running result; ``result`` gives a dict of frames: ``depth``,
-    ``sharpness``, ``confidence`` and, unless the method is ``two_pass``,
-    ``composite``. ``reach`` is the overlap its tiles need beyond the focus
-    window, ``bytes_per_pixel`` its memory per pixel of a tile; a
-    ``two_pass`` method's depth is finished over the whole frame once the
-    tiles are done (:func:`stacker.select.resolve_depth`, from its
-    ``coarse`` and ``strength`` frames too) and its composite blended from the slices around
-    that depth in a second pass; ``measure`` names its default focus measure.
+    Attributes
+    ----------
+    depth : (M, N) ndarray of float32
+        Depth in slice units.
+    sharpness : (M, N) ndarray of float32
+        Focus value at the depth.
+    confidence : (M, N) ndarray of float32
+        How much the depth can be trusted, in [0, 1].
+    composite : (M, N[, 3]) ndarray, optional
+        The all-in-focus image; None from a two-pass method, whose composite
+        comes from the second pass.
+    coarse, strength : (M, N) ndarray of float32, optional
+        A two-pass method's depth and peak focus over the wider window, for
+        :meth:`MethodState.finish`; None once it has used them.
     """
 
-    two_pass = False
-    measure = "mean-std"
+    depth: np.ndarray
+    sharpness: np.ndarray
+    confidence: np.ndarray
+    composite: np.ndarray | None = None
+    coarse: np.ndarray | None = None
+    strength: np.ndarray | None = None
+
+    def present(self) -> dict[str, np.ndarray]:
+        """The frames that are there, by field name."""
+        named = ((f.name, getattr(self, f.name)) for f in fields(self))
+        return {name: frame for name, frame in named if frame is not None}
+
+
+class MethodState(ABC):
+    """What every method's running state provides.
+
+    The stacking pass makes one state per tile, calls ``prepare`` in worker
+    threads on one slice at a time and ``update``, in stack order, to fold
+    the prepared slice into the running result, then ``result`` for the
+    tile's :class:`Frames`. The class also tells the plan what the method
+    needs: ``measure``, its default focus measure; ``levels``, ``grid`` and
+    ``reach``, its pyramid levels, the grid its tiles must start on and the
+    overlap they need beyond the focus window; ``bytes_per_pixel``, its
+    memory per pixel of a tile. A ``two_pass`` method's depth is finished
+    over the whole frame once the tiles are done (``finish``) and its
+    composite blended from the slices around that depth in a second pass.
+    """
+
+    two_pass: ClassVar[bool] = False
+    measure: ClassVar[str] = "mean-std"
+
+    @abstractmethod
+    def __init__(
+        self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0, sigma: float = 2.0
+    ):
+        """An empty state for a tile of `shape` (rows, columns[, channels]) and `dtype`."""
+
+    @staticmethod
+    def levels(shape: tuple[int, ...], tiled: bool) -> int:
+        """Pyramid levels for a frame of `shape` (0: the method has no pyramid)."""
+        return 0
+
+    @staticmethod
+    def grid(levels: int) -> int:
+        """Tiles' cores must start at multiples of this."""
+        return 1
 
     @staticmethod
     def reach(levels: int, sigma: float) -> int:
+        """Overlap a tile needs beyond the focus window, in pixels."""
         return 0
 
+    @staticmethod
+    @abstractmethod
+    def bytes_per_pixel(shape: tuple[int, ...], dtype: np.dtype, threads: int) -> float:
+        """Memory of the stacking pass per pixel of a tile of a `shape` stack."""
+
     def prepare(self, image: np.ndarray, focus: np.ndarray) -> tuple:
+        """The slice's part of the work that can run in a worker thread."""
         return image, focus
 
+    @abstractmethod
+    def update(self, prepared: tuple) -> None:
+        """Fold a prepared slice into the running result, in stack order."""
 
-class ArgmaxState(_State):
+    @abstractmethod
+    def result(self, noise: float, value_range: tuple[float, float] | None) -> Frames:
+        """The tile's frames, given the stack's noise level and value range."""
+
+    @staticmethod
+    def finish(frames: Frames, *, sigma: float, slices: int) -> None:
+        """Finish the whole frame's depth in place, once every tile is stacked."""
+        return  # a one-pass method's tiles give its final depth
+
+
+class ArgmaxState(MethodState):
     """Hard pick of each pixel's sharpest slice (the reference, on the reference measure)."""
 
     measure = "variance"
@@ -61,11 +134,11 @@ class ArgmaxState(_State):
         image, focus = prepared
         self.pick.update(image, self.selector.update(focus))
 
-    def result(self, noise: float, value_range: tuple[float, float] | None) -> dict:
+    def result(self, noise: float, value_range: tuple[float, float] | None) -> Frames:
         return _with_argmax_depth(self.pick.image, self.selector)
 
 
-class PyramidState(_State):
+class PyramidState(MethodState):
     """Laplacian-pyramid fusion; depth from the argmax."""
 
     def __init__(
@@ -74,6 +147,16 @@ class PyramidState(_State):
         self.selector = ArgmaxSelector(shape[:2])
         self.fusion = PyramidFusion(shape, levels or None)
         self.dtype = dtype
+
+    @staticmethod
+    def levels(shape: tuple[int, ...], tiled: bool) -> int:
+        levels = pyramid_levels(shape)
+        return min(levels, _TILED_LEVELS) if tiled else levels
+
+    @staticmethod
+    def grid(levels: int) -> int:
+        # Tiles must start on the coarsest level's grid to decompose as the whole frame does.
+        return 2**levels
 
     @staticmethod
     def reach(levels: int, sigma: float) -> int:
@@ -97,7 +180,7 @@ class PyramidState(_State):
         self.selector.update(focus)
         self.fusion.add(decomposed)
 
-    def result(self, noise: float, value_range: tuple[float, float] | None) -> dict:
+    def result(self, noise: float, value_range: tuple[float, float] | None) -> Frames:
         fused = self.fusion.result(value_range)
         del self.fusion
         composite = (
@@ -106,7 +189,7 @@ class PyramidState(_State):
         return _with_argmax_depth(composite, self.selector)
 
 
-class DepthMapState(_State):
+class DepthMapState(MethodState):
     """Depth from focus at two scales, then (second pass) slices blended at that depth.
 
     Two running peak trackers: one on the focus measure, one on the measure
@@ -146,24 +229,46 @@ class DepthMapState(_State):
         self.fine.update(focus)
         self.coarse.update(wide)
 
-    def result(self, noise: float, value_range: tuple[float, float] | None) -> dict:
+    def result(self, noise: float, value_range: tuple[float, float] | None) -> Frames:
         c = self.coarse
         fine, coarse = _peak_depth(self.fine), _peak_depth(c)
         confidence = _peak_confidence(c.value, c.total, c.count, noise)
         c.total = self.fine.total = None
-        return {
-            "depth": fine,
-            "coarse": coarse,
-            "sharpness": self.fine.value,
-            "strength": c.value,
-            "confidence": confidence,
-        }
+        return Frames(fine, self.fine.value, confidence, coarse=coarse, strength=c.value)
+
+    @staticmethod
+    def finish(frames: Frames, *, sigma: float, slices: int) -> None:
+        """One depth map from the two scales (:func:`stacker.select.resolve_depth`).
+
+        `frames` lets go of its coarse and strength frames before the call, so
+        that it can free them as soon as they have served.
+        """
+        frames.depth, frames.confidence = resolve_depth(
+            frames.depth,
+            _take(frames, "coarse"),
+            frames.confidence,
+            fine_peak=frames.sharpness,
+            coarse_peak=_take(frames, "strength"),
+            sigma=sigma,
+        )
+        np.clip(frames.depth, 0, slices - 1, out=frames.depth)
 
 
 # The wider focus window, in units of sigma: wide enough that an edge's in-focus
 # response outweighs its defocused spill a few pixels away, narrow enough to follow
 # steep surfaces.
 _SPREAD = 1.5
+
+# Pyramid levels when tiling: the residual at 1/64 scale is plenty for fusion, and
+# keeps the overlap a tile needs (a few pixels per pixel of that scale) bounded.
+_TILED_LEVELS = 6
+
+
+def _take(frames: Frames, name: str) -> np.ndarray:
+    """Frame `name`, no longer held by `frames`."""
+    frame = getattr(frames, name)
+    setattr(frames, name, None)
+    return frame
 
 
 def _peak_depth(tracker: PeakTracker) -> np.ndarray:
@@ -182,18 +287,18 @@ def _pixel_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
     return (shape[2] if len(shape) == 3 else 1) * np.dtype(dtype).itemsize
 
 
-STATES = {"depthmap": DepthMapState, "pyramid": PyramidState, "argmax": ArgmaxState}
+STATES: dict[str, type[MethodState]] = {
+    "depthmap": DepthMapState,
+    "pyramid": PyramidState,
+    "argmax": ArgmaxState,
+}
 
 
-def _with_argmax_depth(composite: np.ndarray, selector: ArgmaxSelector) -> dict:
+def _with_argmax_depth(composite: np.ndarray, selector: ArgmaxSelector) -> Frames:
     """Composite, whole-slice depth, sharpness and a textured/flat confidence."""
     value = selector.value
-    return {
-        "composite": composite,
-        "depth": selector.index.astype(np.float32),
-        "sharpness": value,
-        "confidence": _has_texture(value),
-    }
+    depth = selector.index.astype(np.float32)
+    return Frames(depth, value, _has_texture(value), composite=composite)
 
 
 def _has_texture(value: np.ndarray) -> np.ndarray:

@@ -22,9 +22,7 @@ from .align import (
 from .composite import DepthBlend, blend_width
 from .focus import check_measure, focus_radius
 from .io import Stack, StackError, StackWarning, open_stack
-from .methods import METHODS, STATES
-from .pyramid import pyramid_levels
-from .select import resolve_depth
+from .methods import METHODS, STATES, Frames, MethodState
 from .slices import SliceReader, Survey, noise_window, value_range
 from .tiles import Tile, available_memory, choose_tile_side, relative, tile_grid
 
@@ -256,14 +254,14 @@ def merge(
         frame = window if crop else (slice(0, stack.shape[0]), slice(0, stack.shape[1]))
         out_shape = (frame[0].stop - frame[0].start, frame[1].stop - frame[1].start)
         inner = relative(window, frame)
-        levels = pyramid_levels(out_shape)
         # Gains are estimated on heavily low-passed images: block means of about
         # 256 px across are plenty, and keep the reference from costing a frame.
         block = max(1, int(np.ceil(max(out_shape) / 256)))
-        if side is not None and side < max(out_shape):
-            levels = min(levels, _TILED_LEVELS)
-            # Pyramid tiles must start on the coarsest level's grid, gain tiles on the block grid.
-            grid = 2**levels if method == "pyramid" else 1
+        tiled = side is not None and side < max(out_shape)
+        levels = state_class.levels(out_shape, tiled)
+        if tiled:
+            # Tiles start on the method's grid and on the gains' block grid.
+            grid = state_class.grid(levels)
             reach = focus_radius(sigma, measure) + state_class.reach(levels, sigma)
             margin = -(-reach // grid) * grid
             tiles = tile_grid(out_shape, side, margin, math.lcm(block, grid))
@@ -288,43 +286,38 @@ def merge(
             for k, survey in zip(keep, jobs, strict=True):
                 surveys[k] = survey
                 tick()
-        outputs: dict[str, np.ndarray] = {}
+        whole = None
         for tile in tiles:
             state = state_class(
                 (*tile.shape, *stack.shape[2:]), stack.dtype, levels=levels, sigma=sigma
             )
-            results = _stack_tile(ctx, state, tile, keep, surveys, reference_small, threads, tick)
+            frames = _stack_tile(ctx, state, tile, keep, surveys, reference_small, threads, tick)
             del state
-            for name, r in results.items():
-                if len(tiles) == 1:
-                    outputs[name] = r
-                    continue
-                if name not in outputs:
-                    outputs[name] = np.empty((*out_shape, *r.shape[2:]), r.dtype)
-                outputs[name][tile.core] = r[tile.inner]
-            del results
-        depth, confidence = outputs["depth"], outputs["confidence"]
+            if len(tiles) == 1:
+                whole = frames
+                break
+            if whole is None:
+                empty = {
+                    name: np.empty((*out_shape, *array.shape[2:]), array.dtype)
+                    for name, array in frames.present().items()
+                }
+                whole = Frames(**empty)
+            for name, array in frames.present().items():
+                getattr(whole, name)[tile.core] = array[tile.inner]
+            del frames
+        state_class.finish(whole, sigma=sigma, slices=len(keep))
         if state_class.two_pass:
-            depth, confidence = resolve_depth(
-                depth,
-                outputs.pop("coarse"),
-                confidence,
-                fine_peak=outputs["sharpness"],
-                coarse_peak=outputs.pop("strength"),
-                sigma=sigma,
-            )
-            np.clip(depth, 0, len(keep) - 1, out=depth)
             noise = min((surveys[k].noise for k in keep), default=0.0)
-            width = blend_width(outputs["sharpness"], noise, sigma=sigma)
-            composite = _blend(ctx, depth, width, tiles, keep, surveys, inner, threads, tick)
-        else:
-            composite = outputs["composite"]
+            width = blend_width(whole.sharpness, noise, sigma=sigma)
+            whole.composite = _blend(
+                ctx, whole.depth, width, tiles, keep, surveys, inner, threads, tick
+            )
         identity = np.eye(3)
         return MergeResult(
-            composite=composite,
-            depth=depth,
-            sharpness=outputs["sharpness"],
-            confidence=confidence,
+            composite=whole.composite,
+            depth=whole.depth,
+            sharpness=whole.sharpness,
+            confidence=whole.confidence,
             n_slices=len(keep),
             names=[stack.names[k] for k in keep],
             transforms=[identity if m is None else m for m in matrices],
@@ -337,15 +330,15 @@ def merge(
 
 def _stack_tile(
     ctx: SliceReader,
-    state,
+    state: MethodState,
     tile: Tile,
     keep: list[int],
     surveys: dict,
     reference_small: np.ndarray | None,
     threads: int,
     tick: Callable[[], None],
-) -> dict[str, np.ndarray]:
-    """Stream the kept slices through one tile's state; its frames (see ``_State.result``).
+) -> Frames:
+    """Stream the kept slices through one tile's state; its frames.
 
     Slices missing from `surveys` (a run in one tile) are surveyed on the way and added.
     """
@@ -368,10 +361,10 @@ def _stack_tile(
     noise = min((surveys[k].noise for k in keep), default=0.0)
     # A lone tile's pyramid has seen the whole stack's range itself.
     clip = value_range([known[k] for k in keep], ctx.stack.dtype) if known else None
-    results = state.result(noise, clip)
+    frames = state.result(noise, clip)
     if covered is not None:
-        results["confidence"][covered < partial] = 0
-    return results
+        frames.confidence[covered < partial] = 0
+    return frames
 
 
 def _blend(
@@ -469,8 +462,3 @@ def _handle_failures(
         if policy == "drop":
             out[k] = None
     return out
-
-
-# Pyramid levels when tiling: the residual at 1/64 scale is plenty for fusion, and
-# keeps the overlap a tile needs (a few pixels per pixel of that scale) bounded.
-_TILED_LEVELS = 6
