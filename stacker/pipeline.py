@@ -1,9 +1,13 @@
-"""The stacking pipeline: stream slices through focus, selection and compositing."""
+"""The stacking pipeline: check the options, plan the merge, stream the passes, gather the result.
+
+:func:`merge` orchestrates :mod:`stacker.plan` (reference, registration,
+frame and tiles) and :mod:`stacker.passes` (the passes over the slices),
+with the stacking method's running state from :mod:`stacker.methods`.
+"""
 
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -12,23 +16,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._opencv import opencv_threads
-from ._parallel import ordered_map
-from .align import (
-    MIN_MATCH,
-    MODELS,
-    common_crop,
-    estimate_stack_transforms,
-)
-from .composite import DepthBlend, blend_width
-from .focus import check_measure, focus_radius
-from .io import Stack, StackError, StackWarning, open_stack
+from .align import MODELS
+from .composite import blend_width
+from .focus import check_measure
+from .io import Stack, StackWarning, open_stack
 from .methods import METHODS, STATES, Frames, MethodState
-from .slices import SliceReader, Survey, noise_window, value_range
-from .tiles import Tile, available_memory, choose_tile_side, relative, tile_grid
+from .passes import blend_slices, reference_blocks, stack_tiles, survey_slices
+from .plan import ALIGN_FAIL, MergePlan, plan_merge
+from .slices import SliceReader, Survey, noise_window
 
 __all__ = ["ALIGN_FAIL", "METHODS", "MergeResult", "merge"]
-
-ALIGN_FAIL = ("keep", "drop", "error")
 
 StackInput = str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | np.ndarray] | Stack
 
@@ -183,14 +180,76 @@ def merge(
     >>> r.composite.dtype, float(r.depth.mean())
     (dtype('uint8'), 1.0)
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    if align not in MODELS:
-        raise ValueError(f"align must be one of {', '.join(MODELS)}; got {align!r}")
-    if on_align_fail not in ALIGN_FAIL:
-        raise ValueError(
-            f"on_align_fail must be one of {', '.join(ALIGN_FAIL)}; got {on_align_fail!r}"
+    state_class, measure, measure_func, threads = _check_options(
+        method, measure, sigma, align, on_align_fail, tile_size, threads
+    )
+    # OpenCV filters and warps on threads of its own: as many as asked for.
+    with opencv_threads(threads):
+        stack = open_stack(inputs, order=order)
+        if len(stack) == 1:
+            warnings.warn(
+                f"only one slice ({stack.names[0]}); the composite is that slice",
+                StackWarning,
+                stacklevel=2,
+            )
+        plan = plan_merge(
+            stack,
+            state_class,
+            sigma=sigma,
+            measure=measure,
+            align=align,
+            align_reference=align_reference,
+            transforms=transforms,
+            crop=crop,
+            on_align_fail=on_align_fail,
+            tile_size=tile_size,
+            threads=threads,
+            progress=progress,
         )
+        reader = SliceReader(
+            stack,
+            plan.matrices,
+            plan.frame,
+            plan.block,
+            noise_window(plan.inner),
+            measure_func,
+            sigma,
+        )
+        steps, total = itertools.count(plan.registered + 1), plan.work
+
+        def tick() -> None:
+            done = next(steps)
+            if progress is not None:
+                progress(done, total)
+
+        reference_small = reference_blocks(reader, plan) if brightness and len(stack) > 1 else None
+        surveys = survey_slices(reader, plan, reference_small, threads, tick)
+        frames = stack_tiles(reader, plan, surveys, reference_small, threads, tick)
+        state_class.finish(frames, sigma=sigma, slices=len(plan.keep))
+        if state_class.two_pass:
+            noise = min((surveys[k].noise for k in plan.keep), default=0.0)
+            width = blend_width(frames.sharpness, noise, sigma=sigma)
+            frames.composite = blend_slices(reader, plan, frames, width, surveys, threads, tick)
+        return _result(stack, plan, frames, surveys)
+
+
+def _check_options(
+    method: str,
+    measure: str | None,
+    sigma: float,
+    align: str,
+    on_align_fail: str,
+    tile_size: int | None,
+    threads: int | None,
+) -> tuple[type[MethodState], str, Callable, int]:
+    """Check :func:`merge`'s options; the method's state, measure name and function, threads."""
+    for name, value, allowed in (
+        ("method", method, METHODS),
+        ("align", align, MODELS),
+        ("on_align_fail", on_align_fail, ALIGN_FAIL),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
     state_class = STATES[method]
     measure = state_class.measure if measure is None else measure
     measure_func = check_measure(measure, sigma)
@@ -199,266 +258,23 @@ def merge(
         raise ValueError(f"threads must be a positive int, got {threads!r}")
     if tile_size is not None and (not isinstance(tile_size, int) or tile_size < 16):
         raise ValueError(f"tile_size must be an int of at least 16 pixels, got {tile_size!r}")
-    # OpenCV filters and warps on threads of its own: as many as asked for.
-    with opencv_threads(threads):
-        stack = open_stack(inputs, order=order)
-        n = len(stack)
-        if n == 1:
-            warnings.warn(
-                f"only one slice ({stack.names[0]}); the composite is that slice",
-                StackWarning,
-                stacklevel=2,
-            )
-        reference = n // 2 if align_reference is None else align_reference
-        if not 0 <= reference < n:
-            raise ValueError(
-                f"align_reference must be a slice index in 0..{n - 1}, got {reference}"
-            )
-        # Registration needs some image to work with; smaller frames are taken as still.
-        aligning = transforms is None and align != "none" and n > 1 and min(stack.shape[:2]) >= 16
-        passes = 2 if aligning else 1
-        side = tile_size
-        if side is None:
-            budget = available_memory()
-            side = choose_tile_side(
-                stack.shape,
-                state_class.bytes_per_pixel(stack.shape, stack.dtype, threads),
-                focus_radius(sigma, measure),
-                None if budget is None else budget // 2,
-            )
-        if side is not None and side >= max(stack.shape[:2]):
-            side = None
-        # Until the crop is known, the whole frame's tiles stand in for the cropped one's.
-        total = _work(n, n, passes, len(tile_grid(stack.shape, side, 0)), state_class.two_pass)
-
-        def report(done: int) -> None:
-            if progress is not None:
-                progress(done, total)
-
-        if transforms is not None:
-            matrices = _check_transforms(transforms, n)
-        elif aligning:
-            matrices, quality = estimate_stack_transforms(
-                _Greys(stack),
-                model=align,
-                reference=reference,
-                threads=threads,
-                progress=lambda d, t: report(d),
-            )
-            matrices = [_snap(m, stack.shape) for m in matrices]
-            matrices = _handle_failures(stack.names, matrices, quality, reference, on_align_fail)
-        else:
-            matrices = [np.eye(3)] * n
-        keep = [k for k in range(n) if matrices[k] is not None]
-        window = common_crop([matrices[k] for k in keep], stack.shape)
-        frame = window if crop else (slice(0, stack.shape[0]), slice(0, stack.shape[1]))
-        out_shape = (frame[0].stop - frame[0].start, frame[1].stop - frame[1].start)
-        inner = relative(window, frame)
-        # Gains are estimated on heavily low-passed images: block means of about
-        # 256 px across are plenty, and keep the reference from costing a frame.
-        block = max(1, int(np.ceil(max(out_shape) / 256)))
-        tiled = side is not None and side < max(out_shape)
-        levels = state_class.levels(out_shape, tiled)
-        if tiled:
-            # Tiles start on the method's grid and on the gains' block grid.
-            grid = state_class.grid(levels)
-            reach = focus_radius(sigma, measure) + state_class.reach(levels, sigma)
-            margin = -(-reach // grid) * grid
-            tiles = tile_grid(out_shape, side, margin, math.lcm(block, grid))
-        else:
-            tiles = tile_grid(out_shape, None, 0)
-        ctx = SliceReader(stack, matrices, frame, block, noise_window(inner), measure_func, sigma)
-        total = _work(n, len(keep), passes, len(tiles), state_class.two_pass)
-
-        reference_small = None
-        if brightness and n > 1:
-            reference_small = ctx.block_means(reference, np.eye(3), tiles)[0]
-        surveys: dict[int, Survey] = {}
-        steps = itertools.count(1)
-
-        def tick() -> None:
-            report((passes - 1) * n + next(steps))
-
-        if len(tiles) > 1:
-            # Tiles need each slice's gain, noise and value range before the first
-            # tile is stacked: a light pass over the slices finds them.
-            jobs = ordered_map(lambda k: ctx.survey(k, tiles, reference_small), keep, threads)
-            for k, survey in zip(keep, jobs, strict=True):
-                surveys[k] = survey
-                tick()
-        whole = None
-        for tile in tiles:
-            state = state_class(
-                (*tile.shape, *stack.shape[2:]), stack.dtype, levels=levels, sigma=sigma
-            )
-            frames = _stack_tile(ctx, state, tile, keep, surveys, reference_small, threads, tick)
-            del state
-            if len(tiles) == 1:
-                whole = frames
-                break
-            if whole is None:
-                empty = {
-                    name: np.empty((*out_shape, *array.shape[2:]), array.dtype)
-                    for name, array in frames.present().items()
-                }
-                whole = Frames(**empty)
-            for name, array in frames.present().items():
-                getattr(whole, name)[tile.core] = array[tile.inner]
-            del frames
-        state_class.finish(whole, sigma=sigma, slices=len(keep))
-        if state_class.two_pass:
-            noise = min((surveys[k].noise for k in keep), default=0.0)
-            width = blend_width(whole.sharpness, noise, sigma=sigma)
-            whole.composite = _blend(
-                ctx, whole.depth, width, tiles, keep, surveys, inner, threads, tick
-            )
-        identity = np.eye(3)
-        return MergeResult(
-            composite=whole.composite,
-            depth=whole.depth,
-            sharpness=whole.sharpness,
-            confidence=whole.confidence,
-            n_slices=len(keep),
-            names=[stack.names[k] for k in keep],
-            transforms=[identity if m is None else m for m in matrices],
-            gains=[surveys[k].gain if k in surveys else 1.0 for k in range(n)],
-            crop=frame,
-            dropped=[stack.names[k] for k in range(n) if matrices[k] is None],
-            tiles=len(tiles),
-        )
+    return state_class, measure, measure_func, threads
 
 
-def _stack_tile(
-    ctx: SliceReader,
-    state: MethodState,
-    tile: Tile,
-    keep: list[int],
-    surveys: dict,
-    reference_small: np.ndarray | None,
-    threads: int,
-    tick: Callable[[], None],
-) -> Frames:
-    """Stream the kept slices through one tile's state; its frames.
-
-    Slices missing from `surveys` (a run in one tile) are surveyed on the way and added.
-    """
-    known = dict(surveys)
-
-    def prepare(k: int) -> tuple:
-        image, focus, valid, survey = ctx.prepare(k, tile, known.get(k), reference_small)
-        return valid, survey, state.prepare(image, focus)
-
-    # Slices that cover only part of the tile, counted per pixel.
-    covered = None
-    partial = 0
-    for k, (valid, survey, prepared) in zip(keep, ordered_map(prepare, keep, threads), strict=True):
-        surveys[k] = survey
-        if valid is not None:
-            covered = valid.astype(np.uint16) if covered is None else covered + valid
-            partial += 1
-        state.update(prepared)
-        tick()
-    noise = min((surveys[k].noise for k in keep), default=0.0)
-    # A lone tile's pyramid has seen the whole stack's range itself.
-    clip = value_range([known[k] for k in keep], ctx.stack.dtype) if known else None
-    frames = state.result(noise, clip)
-    if covered is not None:
-        frames.confidence[covered < partial] = 0
-    return frames
-
-
-def _blend(
-    ctx: SliceReader,
-    depth: np.ndarray,
-    width: np.ndarray,
-    tiles: list[Tile],
-    keep: list[int],
-    surveys: dict,
-    inner: tuple[slice, slice],
-    threads: int,
-    tick: Callable[[], None],
-) -> np.ndarray:
-    """The second pass: each tile's composite blended from the slices around its depth.
-
-    `width` is each pixel's reach in slices (see :class:`DepthBlend`).
-
-    A tile inside `inner` (the part every slice covers) reads only the slices
-    its depths reach; one beside it reads them all, so that a pixel some
-    slices miss takes the nearest slice in depth that has it.
-    """
-    stack = ctx.stack
-    composite = np.empty((*depth.shape, *stack.shape[2:]), stack.dtype)
-    for tile in tiles:
-        part = depth[tile.core]
-        covered = all(
-            c.start >= i.start and c.stop <= i.stop for c, i in zip(tile.core, inner, strict=True)
-        )
-        shape = (*part.shape, *stack.shape[2:])
-        blend = DepthBlend(part, shape, len(keep), width=width[tile.core], fill=not covered)
-        wanted = blend.slices if covered else range(len(keep))
-
-        def read(j: int, tile: Tile = tile) -> tuple:
-            return ctx.corrected(keep[j], tile, surveys[keep[j]])
-
-        for j, (image, valid) in zip(wanted, ordered_map(read, wanted, threads), strict=True):
-            blend.add(j, image, valid)
-            tick()
-        for _ in range(len(keep) - len(wanted)):
-            tick()
-        composite[tile.core] = blend.result(stack.dtype)
-    return composite
-
-
-class _Greys(Sequence):
-    """The stack's slices as registration reads them: grey where that decodes faster."""
-
-    def __init__(self, stack: Stack):
-        self.stack = stack
-
-    def __len__(self) -> int:
-        return len(self.stack)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return self.stack.grey(index)
-
-
-def _work(n: int, kept: int, passes: int, tiles: int, blends: bool) -> int:
-    """Slices to process: the alignment pass, the survey when tiling, each tile's passes."""
-    return (passes - 1) * n + (kept if tiles > 1 else 0) + tiles * kept * (1 + blends)
-
-
-def _check_transforms(transforms: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
-    matrices = [np.asarray(m, dtype=np.float64) for m in transforms]
-    if len(matrices) != n or any(m.shape != (3, 3) for m in matrices):
-        raise ValueError(f"transforms must be {n} matrices of shape (3, 3), one per slice")
-    return matrices
-
-
-# Transforms that move no pixel of the frame further than this are taken as
-# identity: resampling would blur the slice for less than a third of a pixel.
-SNAP_PIXELS = 0.3
-
-
-def _snap(matrix: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    rows, cols = shape[0] - 1, shape[1] - 1
-    corners = np.array([[0, 0, rows, rows], [0, cols, 0, cols], [1, 1, 1, 1]], dtype=np.float64)
-    moved = np.abs((matrix - np.eye(3)) @ corners)[:2].max()
-    return np.eye(3) if moved < SNAP_PIXELS else matrix
-
-
-def _handle_failures(
-    names: list[str], matrices: list[np.ndarray], quality: list[float], reference: int, policy: str
-) -> list[np.ndarray | None]:
-    """Warn about slices that did not register; drop them (None) or stop, as asked."""
-    out: list[np.ndarray | None] = list(matrices)
-    for k, q in enumerate(quality):
-        if k == reference or q >= MIN_MATCH:
-            continue
-        message = f"{names[k]}: did not register to its neighbours (match {q:.2f})"
-        if policy == "error":
-            raise StackError(f"{message}; use --on-align-fail keep or drop to go on")
-        action = "left out" if policy == "drop" else "stacked with its neighbour's transform"
-        warnings.warn(f"{message}; {action}", StackWarning, stacklevel=3)
-        if policy == "drop":
-            out[k] = None
-    return out
+def _result(
+    stack: Stack, plan: MergePlan, frames: Frames, surveys: dict[int, Survey]
+) -> MergeResult:
+    n, keep, identity = len(stack), plan.keep, np.eye(3)
+    return MergeResult(
+        composite=frames.composite,
+        depth=frames.depth,
+        sharpness=frames.sharpness,
+        confidence=frames.confidence,
+        n_slices=len(keep),
+        names=[stack.names[k] for k in keep],
+        transforms=[identity if m is None else m for m in plan.matrices],
+        gains=[surveys[k].gain if k in surveys else 1.0 for k in range(n)],
+        crop=plan.frame,
+        dropped=[stack.names[k] for k in range(n) if plan.matrices[k] is None],
+        tiles=len(plan.tiles),
+    )

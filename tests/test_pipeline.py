@@ -413,13 +413,13 @@ def test_bad_tile_size(tile_size):
 
 
 def test_frames_too_large_for_memory_are_tiled(monkeypatch):
-    import stacker.pipeline
+    import stacker.plan
 
     stack, _, _ = region_stack(4, shape=(600, 700), channels=3)
     whole = stacker.merge(stack, align="none")
     # A machine with 4 MB to spare: a 0.4 MP frame's state does not fit in half of
     # it, 256 px tiles (the smallest chosen) do.
-    monkeypatch.setattr(stacker.pipeline, "available_memory", lambda: 4 * 2**20)
+    monkeypatch.setattr(stacker.plan, "available_memory", lambda: 4 * 2**20)
     tiled = stacker.merge(stack, align="none")
     assert tiled.tiles == 9
     _assert_same_result(tiled, whole)
