@@ -5,7 +5,9 @@ The pipeline streams slices through one module per stage:
 :mod:`stacker.exposure` (brightness gain), :mod:`stacker.focus` (focus measure),
 :mod:`stacker.select` (sharpest slice, sub-slice depth, consistency),
 :mod:`stacker.composite` and :mod:`stacker.pyramid` (all-in-focus image) and
-:mod:`stacker.depth` (depth encodings and preview), orchestrated by :func:`stacker.merge`.
+:mod:`stacker.depth` (depth encodings and preview), orchestrated by :func:`stacker.merge`
+with :mod:`stacker.plan` (reference, registration, frame, tiles), :mod:`stacker.passes`
+(the passes over the slices) and :mod:`stacker.methods` (each method's running state).
 :mod:`stacker.synthetic` renders focal stacks with known truth.
 """
 
