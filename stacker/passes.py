@@ -23,7 +23,20 @@ __all__ = ["blend_slices", "reference_blocks", "stack_tiles", "survey_slices"]
 
 
 def reference_blocks(reader: SliceReader, plan: MergePlan) -> np.ndarray:
-    """The reference slice's block means, that the other slices' gains are estimated against."""
+    """The reference slice's block means, that the other slices' gains are estimated against.
+
+    Parameters
+    ----------
+    reader : SliceReader
+        How slices are read into the output frame.
+    plan : MergePlan
+        The merge's plan: its reference slice and tiles.
+
+    Returns
+    -------
+    small : (M // block, N // block) ndarray of float32
+        Block-averaged grey of the reference slice.
+    """
     return reader.block_means(plan.reference, np.eye(3), plan.tiles)[0]
 
 
@@ -37,7 +50,26 @@ def survey_slices(
     """Each kept slice's gain, noise and value range, when the frame has several tiles.
 
     Tiles need them before the first tile is stacked; a lone tile finds them
-    on the way (an empty dict).
+    on the way.
+
+    Parameters
+    ----------
+    reader : SliceReader
+        How slices are read into the output frame.
+    plan : MergePlan
+        The merge's plan: its kept slices and tiles.
+    reference_small : ndarray or None
+        The reference's block means (:func:`reference_blocks`); None for no
+        brightness correction.
+    threads : int
+        Worker threads reading upcoming slices.
+    tick : callable
+        Called after each slice.
+
+    Returns
+    -------
+    surveys : dict of int to Survey
+        Per kept slice index; empty for a lone tile.
     """
     surveys: dict[int, Survey] = {}
     if len(plan.tiles) == 1:
@@ -59,7 +91,25 @@ def stack_tiles(
 ) -> Frames:
     """The stacking pass: the method's frames over the whole output frame, a tile at a time.
 
-    A lone tile adds each slice's survey to `surveys` on the way.
+    Parameters
+    ----------
+    reader : SliceReader
+        How slices are read into the output frame.
+    plan : MergePlan
+        The merge's plan: method, levels, kept slices, tiles.
+    surveys : dict of int to Survey
+        From :func:`survey_slices`; a lone tile adds each slice's on the way.
+    reference_small : ndarray or None
+        The reference's block means; None for no brightness correction.
+    threads : int
+        Worker threads reading upcoming slices.
+    tick : callable
+        Called after each slice of each tile.
+
+    Returns
+    -------
+    frames : Frames
+        The method's frames, of the plan's output shape.
     """
     shape, dtype = reader.stack.shape, reader.stack.dtype
     whole = None
@@ -139,6 +189,26 @@ def blend_slices(
     A tile inside the part every slice covers reads only the slices its
     depths reach; one beside it reads them all, so that a pixel some slices
     miss takes the nearest slice in depth that has it.
+
+    Parameters
+    ----------
+    reader : SliceReader
+        How slices are read into the output frame.
+    plan : MergePlan
+        The merge's plan: kept slices, tiles and the part every slice covers.
+    depth : (M, N) ndarray of float32
+        The finished depth, in kept-slice units.
+    surveys : dict of int to Survey
+        Each kept slice's gain.
+    threads : int
+        Worker threads reading upcoming slices.
+    tick : callable
+        Called after each slice of each tile, read or not.
+
+    Returns
+    -------
+    composite : (M, N[, 3]) ndarray
+        In the stack's dtype.
     """
     stack, keep, depth = reader.stack, plan.keep, frames.depth
     composite = np.empty((*depth.shape, *stack.shape[2:]), stack.dtype)

@@ -102,11 +102,32 @@ def plan_merge(
     threads: int,
     progress: Callable[[int, int], None] | None,
 ) -> MergePlan:
-    """Register the stack and lay out the frame and its tiles (see :func:`stacker.merge`).
+    """Register the stack and lay out the output frame and its tiles.
 
-    Registration is the only step that reads pixels; it reports
-    ``progress(done, total)`` with the total guessed from the whole frame's
-    tiles, since the crop that sets the real ones is not known yet.
+    Parameters
+    ----------
+    stack : Stack
+        The opened stack.
+    method : type of MethodState
+        The stacking method's running state, asked for its memory per pixel,
+        pyramid levels, tile grid and overlap.
+    sigma, measure, align, align_reference, transforms, crop, on_align_fail, tile_size, threads
+        As for :func:`stacker.merge`, checked but for `align_reference` and `transforms`.
+    progress : callable or None
+        Called as ``progress(done, total)`` while registering, the only step
+        that reads pixels; `total` is guessed from the whole frame's tiles,
+        since the crop that sets the real ones is not known yet.
+
+    Returns
+    -------
+    plan : MergePlan
+
+    Raises
+    ------
+    ValueError
+        If `align_reference` or `transforms` is not valid.
+    StackError
+        If a slice does not register and `on_align_fail` is ``'error'``.
     """
     n = len(stack)
     reference = choose_reference(n, align_reference)
@@ -131,7 +152,29 @@ def plan_merge(
 
 
 def choose_reference(n: int, align_reference: int | None) -> int:
-    """The reference slice: `align_reference`, checked, or the middle one of `n`."""
+    """The reference slice: `align_reference`, checked, or the middle one.
+
+    Parameters
+    ----------
+    n : int
+        Number of slices.
+    align_reference : int or None
+        The slice asked for, if any.
+
+    Returns
+    -------
+    reference : int
+
+    Raises
+    ------
+    ValueError
+        If `align_reference` is not a slice index.
+
+    Examples
+    --------
+    >>> choose_reference(5, None), choose_reference(5, 0)
+    (2, 0)
+    """
     reference = n // 2 if align_reference is None else align_reference
     if not 0 <= reference < n:
         raise ValueError(f"align_reference must be a slice index in 0..{n - 1}, got {reference}")
@@ -150,9 +193,36 @@ def register(
 ) -> list[np.ndarray | None]:
     """Per slice, the transform to the reference frame; None for a slice left out.
 
-    The given `transforms` if any, else those estimated with `model`, else
-    identities. Slices that do not register are handled by `on_align_fail`
-    (see :func:`stacker.merge`).
+    Parameters
+    ----------
+    stack : Stack
+        The opened stack.
+    model : str
+        Motion model (see :data:`stacker.align.MODELS`); ``'none'`` for identities.
+    reference : int
+        Index of the reference slice.
+    transforms : sequence of (3, 3) ndarray or None
+        Transforms to use instead of estimating them, one per slice.
+    on_align_fail : {'keep', 'drop', 'error'}
+        What to do with a slice that does not register (see :func:`stacker.merge`);
+        each failure is a :class:`StackWarning`.
+    threads : int
+        Worker threads for registration.
+    progress : callable or None
+        Called as ``progress(done, n)`` while registering.
+
+    Returns
+    -------
+    matrices : list of (3, 3) ndarray or None
+        Identities for still stacks and frames under 16 pixels; transforms
+        that move no pixel by :data:`SNAP_PIXELS` snap to identity.
+
+    Raises
+    ------
+    ValueError
+        If `transforms` is not one (3, 3) matrix per slice.
+    StackError
+        If a slice does not register and `on_align_fail` is ``'error'``.
     """
     n = len(stack)
     if transforms is not None:
