@@ -335,13 +335,16 @@ class Stack:
         self._check_shape(frame, luma.shape, self.shape[:2])
         return luma
 
-    def window(self, index: int) -> np.ndarray:
+    def window(self, index: int, *, grey: bool = False) -> np.ndarray:
         """Slice `index` for reading in parts, e.g. one tile at a time.
 
         Parameters
         ----------
         index : int
             Slice index.
+        grey : bool, optional
+            Where the decoder gives the slice's luma for less (a colour JPEG),
+            give that, as :meth:`grey` does: for readers that only measure.
 
         Returns
         -------
@@ -353,6 +356,8 @@ class Stack:
         if self._array is not None:
             return self._array[index]
         frame = self._frames[index]
+        if grey and _sniff(frame.path) == "jpeg":
+            return self.grey(index)
         mapped = _memory_map(frame)
         return self[index] if mapped is None else self._checked(frame, mapped)
 

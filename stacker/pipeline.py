@@ -214,6 +214,7 @@ def merge(
             noise_window(plan.inner),
             measure_func,
             sigma,
+            grey=state_class.two_pass,
         )
         steps, total = itertools.count(plan.registered + 1), plan.work
 

@@ -34,7 +34,13 @@ class Survey:
 
 @dataclass(frozen=True)
 class SliceReader:
-    """How slices are read, warped and measured; shared by the survey and the stacking pass."""
+    """How slices are read, warped and measured; shared by the survey and the stacking pass.
+
+    With `grey`, the survey and the stacking pass read colour JPEGs as their
+    luma only (for methods whose stacking pass only measures focus): a
+    quarter less to decode, a third of the pixels to warp. :meth:`corrected`
+    reads them whole.
+    """
 
     stack: Stack
     matrices: list
@@ -43,10 +49,11 @@ class SliceReader:
     noise_window: tuple[slice, slice]
     measure: Callable
     sigma: float
+    grey: bool = False
 
     def warped(self, k: int, matrix: np.ndarray, part: tuple[slice, slice], source=None):
         """Slice `k` warped into `part` of the output frame, and where it has data."""
-        source = self.stack.window(k) if source is None else source
+        source = self.stack.window(k, grey=self.grey) if source is None else source
         origin = (self.frame[0].start + part[0].start, self.frame[1].start + part[1].start)
         shape = (part[0].stop - part[0].start, part[1].stop - part[1].start)
         return warp(source, matrix, output_shape=shape, origin=origin)
@@ -57,7 +64,7 @@ class SliceReader:
         Read a tile at a time; tile cores start on the block grid, so the
         result is the block mean of the whole warped slice.
         """
-        source = self.stack.window(k) if source is None else source
+        source = self.stack.window(k, grey=self.grey) if source is None else source
         rows, cols = (s.stop - s.start for s in self.frame)
         small = np.empty((rows // self.block, cols // self.block), np.float32)
         small_valid = np.empty(small.shape, bool)
@@ -77,7 +84,7 @@ class SliceReader:
     def survey(self, k: int, tiles: list[Tile], reference_small: np.ndarray | None) -> Survey:
         """Gain, noise and value range of slice `k`, reading it a tile at a time."""
         # One read of the slice serves both (compressed files decode whole).
-        source = self.stack.window(k)
+        source = self.stack.window(k, grey=self.grey)
         small, small_valid, low, high = self.block_means(k, self.matrices[k], tiles, source)
         gain = _gain(reference_small, small, small_valid)
         image, _ = self.warped(k, self.matrices[k], self.noise_window, source)
@@ -94,7 +101,7 @@ class SliceReader:
         warped with its overlap, as :meth:`prepare` does, so that every tile
         sees the pixels the whole frame would.
         """
-        image, valid = self.warped(k, self.matrices[k], tile.padded)
+        image, valid = self.warped(k, self.matrices[k], tile.padded, self.stack.window(k))
         image, valid = image[tile.inner], valid[tile.inner]
         if survey.gain != 1.0:
             image = _apply_gain(image, survey.gain)
