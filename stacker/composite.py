@@ -206,7 +206,7 @@ class DepthBlend:
         # and leave it once past their reach.
         first = np.floor(self.depth - self.width) + 1
         self._first = np.clip(first, 0, n).astype(np.int32).ravel()
-        self._active = np.empty(0, np.intp)
+        self._active = np.empty(0, np.int32)
         self._next = 0
         self._nearest = np.zeros(shape, np.float32) if fill else None
         self._distance = np.full(shape[:2], np.inf, np.float32) if fill else None
@@ -226,24 +226,31 @@ class DepthBlend:
         """
         if self._nearest is not None:
             self._keep_nearest(k, image, valid)
-        depth, width = self.depth.ravel(), self.width.ravel()
         entering = (self._first >= self._next) & (self._first <= k)
         self._next = k + 1
-        active = np.concatenate([self._active, np.flatnonzero(entering)])
-        w = np.subtract(depth[active], np.float32(k))
+        active = np.concatenate([self._active, np.flatnonzero(entering).astype(np.int32)])
+        # In chunks: where many pixels are flat, most of the frame is active, and
+        # whole-frame temporaries of gathered pixels would cost several frames.
+        staying = [self._take(k, part, image, valid) for part in np.split(active, _chunks(active))]
+        self._active = np.concatenate(staying) if staying else active
+
+    def _take(self, k: int, part: np.ndarray, image: np.ndarray, valid: np.ndarray | None):
+        """Add slice `k` to the active pixels `part`; those whose tent goes on past it."""
+        depth, width = self.depth.ravel()[part], self.width.ravel()[part]
+        w = np.subtract(depth, np.float32(k))
         np.abs(w, out=w)
-        w /= width[active]
+        w /= width
         np.subtract(np.float32(1), w, out=w)
-        # Pixels whose tent ends before the next slice leave the active set.
-        self._active = active[depth[active] + width[active] > k + 1]
         reached = w > 0
-        group, w = active[reached], w[reached]
+        group, w = part[reached], w[reached]
         if valid is not None:
             w *= valid.ravel()[group]
         weight = self.weight.ravel()
         weight[group] += w
         total = self.total.reshape(weight.size, -1)
         total[group] += w[:, None] * image.reshape(weight.size, -1)[group]
+        # Pixels whose tent ends before the next slice leave the active set.
+        return part[depth + width > k + 1]
 
     def _keep_nearest(self, k: int, image: np.ndarray, valid: np.ndarray | None) -> None:
         distance = np.abs(self.depth - np.float32(k))
@@ -260,3 +267,8 @@ class DepthBlend:
         if self._nearest is not None:
             copy_where(self.total, self._nearest, self.weight == 0)
         return round_into(self.total, dtype).astype(dtype)
+
+
+def _chunks(indices: np.ndarray, size: int = 1 << 16) -> list[int]:
+    """Where to split `indices` into pieces of at most `size`."""
+    return list(range(size, len(indices), size))

@@ -207,7 +207,7 @@ class DepthMapState(MethodState):
     def __init__(
         self, shape: tuple[int, ...], dtype: np.dtype, levels: int = 0, sigma: float = 2.0
     ):
-        self.fine = PeakTracker(shape[:2])
+        self.fine = PeakTracker(shape[:2], total=False)
         self.coarse = PeakTracker(shape[:2])
         self.spread = _SPREAD * sigma
 
@@ -217,9 +217,10 @@ class DepthMapState(MethodState):
 
     @staticmethod
     def bytes_per_pixel(shape: tuple[int, ...], dtype: np.dtype, threads: int) -> float:
-        # Two trackers (index, value, before, after, total, previous) and the finishing
-        # steps' temporaries, float32; two focus maps and a slice per slice in flight.
-        return 4 * (16 + 3 * threads) + _pixel_bytes(shape, dtype) * (1 + threads)
+        # Two trackers (index, value, before, after, previous; the coarse one's total)
+        # and the finishing steps' temporaries, float32; two focus maps and a slice
+        # per slice in flight.
+        return 4 * (15 + 3 * threads) + _pixel_bytes(shape, dtype) * (1 + threads)
 
     def prepare(self, image: np.ndarray, focus: np.ndarray) -> tuple:
         return focus, gaussian(focus, self.spread)
@@ -233,7 +234,7 @@ class DepthMapState(MethodState):
         c = self.coarse
         fine, coarse = _peak_depth(self.fine), _peak_depth(c)
         confidence = _peak_confidence(c.value, c.total, c.count, noise)
-        c.total = self.fine.total = None
+        c.total = None
         return Frames(fine, self.fine.value, confidence, coarse=coarse, strength=c.value)
 
     @staticmethod

@@ -113,21 +113,23 @@ class PeakTracker(ArgmaxSelector):
     ----------
     shape : tuple of int
         ``(M, N)``, the shape of one focus map.
+    total : bool, optional
+        Keep the running sum (a frame of memory; only confidence needs it).
 
     Attributes
     ----------
     before, after : (M, N) ndarray of float32
         Focus of slices ``index - 1`` and ``index + 1`` (NaN where that slice
         does not exist, or is not seen yet).
-    total : (M, N) ndarray of float32
-        Sum of focus over the slices seen.
+    total : (M, N) ndarray of float32 or None
+        Sum of focus over the slices seen (None without `total`).
     """
 
-    def __init__(self, shape: tuple[int, int]):
+    def __init__(self, shape: tuple[int, int], *, total: bool = True):
         super().__init__(shape)
         self.before = np.full(shape, np.nan, dtype=np.float32)
         self.after = np.full(shape, np.nan, dtype=np.float32)
-        self.total = np.zeros(shape, dtype=np.float32)
+        self.total = np.zeros(shape, dtype=np.float32) if total else None
         self._previous = np.full(shape, np.nan, dtype=np.float32)
 
     def update(self, focus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +155,8 @@ class PeakTracker(ArgmaxSelector):
         copy_where(self.after, focus, follows)
         copy_where(self.before, self._previous, won)
         np.copyto(self.after, np.nan, where=won)
-        self.total += focus
+        if self.total is not None:
+            self.total += focus
         self._previous[...] = focus
         return won, follows
 

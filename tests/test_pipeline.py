@@ -390,7 +390,7 @@ def test_tiles_bound_the_memory(write_slices, method):
         return peak / plane.shape[0] / plane.shape[1]
 
     whole, tiled = peak(), peak(tile_size=128)
-    # Measured, bytes per pixel: depthmap 76 whole, 52 tiled; argmax 35 and 26.
+    # Measured, bytes per pixel: depthmap 72 whole, 52 tiled; argmax 35 and 26.
     # What remains tiled is full-frame: the outputs (15; depthmap's two depth scales
     # and their peaks, 8 more), one decoded slice (3), depthmap's depth resolution
     # (about 20) and composite, and a tile's state.
