@@ -356,9 +356,17 @@ def render_stack(
             alpha[k][out] *= 1 - a
             alpha[k][out] += a
 
+    stack = _capture(color, alpha, noise, seed, dtype)
+    return stack[..., 0] if sharp.ndim == 2 else stack
+
+
+def _capture(
+    color: np.ndarray, alpha: np.ndarray, noise: float, seed: int, dtype: np.dtype
+) -> np.ndarray:
+    """The sensor's view of each slice's composited layers: (Z, M, N, C) in `dtype`."""
     rng = np.random.default_rng(seed)
-    stack = np.empty((n_slices, M, N, C), dtype=dtype)
-    for k in range(n_slices):
+    stack = np.empty((color.shape[0], *color.shape[2:], color.shape[1]), dtype=dtype)
+    for k in range(color.shape[0]):
         # Over-compositing of partial blurred layers leaves total alpha < 1
         # at layer boundaries; normalising removes the dark seams.
         img = np.moveaxis(color[k] / np.maximum(alpha[k], 1e-6), 0, -1)
@@ -369,4 +377,4 @@ def render_stack(
         if dtype.kind == "u":
             img = np.rint(img * np.iinfo(dtype).max)
         stack[k] = img
-    return stack[..., 0] if sharp.ndim == 2 else stack
+    return stack
