@@ -50,9 +50,22 @@ def upsample(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     up = np.zeros((shape[0], shape[1], *image.shape[2:]), dtype=np.float32)
     up[::2, ::2] = image
     up = _blur(up)
-    # Zero-insertion leaves a quarter of the samples, hence the gain of 4.
-    up *= 4
+    # Zero-insertion leaves a quarter of the samples: divide by the share of
+    # the kernel that fell on them. That is 1/4 inside the frame, but more or
+    # less near its edges and in frames a few pixels across, where a fixed
+    # gain of 4 would make a flat image's band-pass levels non-zero.
+    share = np.outer(_kept_share(shape[0]), _kept_share(shape[1]))
+    up /= share.reshape(share.shape + (1,) * (up.ndim - 2))
     return up
+
+
+def _kept_share(n: int) -> np.ndarray:
+    """Per sample of a length-`n` axis, the kernel weight on the samples zero-insertion kept."""
+    kept = np.zeros(n, dtype=np.float32)
+    kept[::2] = 1
+    # numpy's 'symmetric' padding is scipy's (and the filters') 'reflect'.
+    padded = np.pad(kept, len(_KERNEL) // 2, mode="symmetric")
+    return np.correlate(padded, _KERNEL, mode="valid")
 
 
 def laplacian_pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
