@@ -50,7 +50,8 @@ import stacker
 from stacker import synthetic
 from stacker._dtype import convert_dtype
 from stacker.depth import depth_preview
-from stacker.io import read_image, write_image
+from stacker.io import read_image
+from stacker.outputs import write_image
 from stacker.pipeline import METHODS
 
 LUMA = np.array([0.299, 0.587, 0.114])

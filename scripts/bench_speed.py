@@ -63,7 +63,8 @@ from PIL import Image
 from scipy import ndimage
 
 import stacker
-from stacker.io import read_image, write_image
+from stacker.io import read_image
+from stacker.outputs import write_image
 
 TIME = "/usr/bin/time"
 # Fallback when /usr/bin/time is missing: a fresh wrapper's RUSAGE_CHILDREN covers exactly

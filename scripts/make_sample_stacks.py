@@ -22,7 +22,7 @@ import numpy as np
 import tifffile
 
 from stacker._dtype import convert_dtype
-from stacker.io import write_image
+from stacker.outputs import write_image
 from stacker.synthetic import height_field, render_stack, texture
 
 # name: (height kind, channels, slices, dtype, how the slices are stored, shape)

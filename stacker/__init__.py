@@ -8,6 +8,7 @@ The pipeline streams slices through one module per stage:
 :mod:`stacker.depth` (depth encodings and preview), orchestrated by :func:`stacker.merge`
 with :mod:`stacker.plan` (reference, registration, frame, tiles), :mod:`stacker.passes`
 (the passes over the slices) and :mod:`stacker.methods` (each method's running state).
+:func:`stacker.save` (:mod:`stacker.outputs`) writes a merge's outputs all or nothing.
 :mod:`stacker.synthetic` renders focal stacks with known truth.
 """
 
@@ -16,12 +17,14 @@ __version__ = "0.1.0"
 from .composite import composite_from_index
 from .focus import focus_measure
 from .focusmap import focus_map
-from .io import StackError, StackWarning, open_stack, read_image, write_image
+from .io import StackError, StackWarning, open_stack, read_image
+from .outputs import OutputError, save, write_image
 from .pipeline import MergeResult, merge
 from .select import select_sharpest
 
 __all__ = [
     "MergeResult",
+    "OutputError",
     "StackError",
     "StackWarning",
     "__version__",
@@ -31,6 +34,7 @@ __all__ = [
     "merge",
     "open_stack",
     "read_image",
+    "save",
     "select_sharpest",
     "write_image",
 ]

@@ -7,38 +7,36 @@ messages and exit codes: 2 for bad usage or bad input, 1 for anything else.
 from __future__ import annotations
 
 import ctypes
+import logging
+import re
+import signal
 import sys
-import time
+import threading
 import traceback
 import warnings
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 from . import __version__
-from ._dtype import convert_dtype
+from ._console import Progress, WarningTally, user_words
 from .align import MODELS, load_transforms
-from .align import save_transforms as save_transforms_json
-from .depth import DEPTH_FORMATS, depth_preview, encode_depth
+from .depth import DEPTH_FORMATS
 from .focus import FOCUS_MEASURES
 from .focusmap import focus_map, mask_in_focus, parse_colour, sketch
-from .io import (
-    ORDERS,
-    StackError,
-    check_output_path,
-    open_stack,
-    read_image,
-    write_image,
-)
+from .io import IMAGE_SUFFIXES, ORDERS, StackError, input_files, open_stack, read_image
+from .outputs import BIT_DEPTHS, OutputError, check_outputs, remove_stale_temps, save, write_image
 from .pipeline import ALIGN_FAIL, METHODS
 from .pipeline import merge as merge_stack
 
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
-    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="stacker: all-in-focus composites and depth maps from focal stacks.",
 )
 
@@ -54,29 +52,28 @@ Method = _choices("Method", METHODS)
 Measure = _choices("Measure", tuple(FOCUS_MEASURES))
 Align = _choices("Align", MODELS)
 AlignFail = _choices("AlignFail", ALIGN_FAIL)
-BitDepth = _choices("BitDepth", ("auto", "8", "16"))
+BitDepth = _choices("BitDepth", BIT_DEPTHS)
 
 
-class Progress:
-    """One self-rewriting stderr line: slices done, elapsed time and ETA."""
+class _Command(TyperCommand):
+    """A command that reports Ctrl-C and SIGTERM itself, with usage lines as click writes them."""
 
-    def __init__(self, label: str):
-        self.label = label
-        self.start = time.monotonic()
+    def invoke(self, ctx):
+        # Click turns Ctrl-C into a silent exit 130 (after a blank line); the
+        # command line says what happened, and tells SIGTERM apart.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Stopped(exc) from exc
 
-    def __call__(self, done: int, total: int) -> None:
-        elapsed = time.monotonic() - self.start
-        eta = elapsed / done * (total - done)
-        end = "\n" if done == total else ""
-        sys.stderr.write(
-            f"\r{self.label}: {done}/{total} slices, {elapsed:5.1f} s elapsed, "
-            f"{eta:5.1f} s left{end}"
-        )
-        sys.stderr.flush()
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        # typer wraps required arguments in braces: INPUTS... reads better than {inputs}...
+        pieces = super().collect_usage_pieces(ctx)
+        return [re.sub(r"\{(\w+)\}", lambda m: m[1].upper(), p) for p in pieces]
 
 
-def _progress(quiet: bool, label: str) -> Progress | None:
-    return Progress(label) if not quiet and sys.stderr.isatty() else None
+def _progress(quiet: bool) -> Progress | None:
+    return Progress() if not quiet and sys.stderr.isatty() else None
 
 
 def _version(value: bool) -> None:
@@ -99,14 +96,21 @@ Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors
 Sigma = Annotated[float, typer.Option(help="Focus window: Gaussian sigma in pixels.", min=0.1)]
 
 
-@app.command()
+@app.command(cls=_Command)
 def merge(
     inputs: Annotated[
-        list[Path], typer.Argument(help="Slice files, a folder, or a multi-page TIFF.")
+        list[Path],
+        typer.Argument(help="Slice files, a folder, or a multi-page TIFF."),
     ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Composite image (.png/.jpg/.tif).")
-    ],
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Composite image (.png/.jpg/.tif); default: <folder>_composite.<ext of the "
+            "first slice> beside the slice folder.",
+        ),
+    ] = None,
     depth: Annotated[Path | None, typer.Option(help="Depth map (.png/.tif).")] = None,
     depth_format: Annotated[
         DepthFormat, typer.Option(help="index: uint16 slice index; float: float32 TIFF.")
@@ -185,17 +189,22 @@ def merge(
       stacker merge stack.tif -o composite.tif --depth depth.tif --depth-format float
       stacker merge shots/ -o out.jpg --depth-preview depth_color.png
     """
-    stack = open_stack(inputs, order=order.value, skip_damaged=skip_bad)
+    given = {
+        "composite": output,
+        "depth map": depth,
+        "depth preview": depth_preview_path,
+        "transforms": save_transforms,
+    }
+    files = input_files(inputs, order=order.value, exclude=[p for p in given.values() if p])
+    given["composite"] = output or default_output(inputs, files)
+    outputs = check_outputs(given, inputs=files)
+    for folder in {p.parent for p in outputs.values()}:
+        remove_stale_temps(folder)
+    stack = open_stack(files, order="given", skip_damaged=skip_bad)
+    # The composite's dtype is known once the first slice is read: its format is checked now.
     out_dtype = stack.dtype if bit_depth.value == "auto" else f"uint{bit_depth.value}"
-    targets = [(output, out_dtype)]
-    if save_transforms is not None:
-        targets.append((save_transforms, None))
-    if depth is not None:
-        targets.append((depth, "float32" if depth_format.value == "float" else "uint16"))
-    if depth_preview_path is not None:
-        targets.append((depth_preview_path, "uint8"))
-    _check_outputs(targets, stack.paths)
-
+    check_outputs({"composite": outputs["composite"]}, dtypes={"composite": out_dtype})
+    progress = _progress(quiet)
     result = merge_stack(
         stack,
         method=method.value,
@@ -209,38 +218,56 @@ def merge(
         on_align_fail=on_align_fail.value,
         tile_size=tile,
         threads=threads,
-        progress=_progress(quiet, "stacking"),
+        progress=progress,
     )
-    if save_transforms is not None:
-        save_transforms_json(
-            save_transforms,
-            result.transforms,
-            names=stack.names,
-            shape=stack.shape[:2],
-            model="none" if transforms is not None else align.value,
-        )
-    write_image(output, convert_dtype(result.composite, out_dtype))
-    if depth is not None:
-        write_image(depth, encode_depth(result.depth, depth_format.value))
-    if depth_preview_path is not None:
-        write_image(depth_preview_path, depth_preview(result.depth, result.n_slices))
+    if progress is not None:
+        progress(0, len(outputs), stage="writing")
+    written = save(
+        result,
+        outputs["composite"],
+        depth=depth,
+        depth_format=depth_format.value,
+        depth_preview=depth_preview_path,
+        transforms=save_transforms,
+        bit_depth=bit_depth.value,
+        inputs=files,
+        names=stack.names,
+        shape=stack.shape[:2],
+        model="none" if transforms is not None else align.value,
+    )
+    if progress is not None:
+        progress(len(written), len(written), stage="writing")
+        progress.close()
+    _TALLY.flush()
+    typer.echo("wrote " + ", ".join(f"{path} ({role})" for role, path in outputs.items()))
 
 
-def _check_outputs(targets: list[tuple[Path, object]], inputs: list[Path]) -> None:
-    resolved = [p.resolve() for p, _ in targets]
-    if len(set(resolved)) != len(resolved):
-        raise ValueError("two outputs name the same file")
-    for path, dtype in targets:
-        try:
-            check_output_path(path, dtype, inputs=inputs, image=dtype is not None)
-        except ValueError as exc:
-            if path is not targets[0][0] or "cannot hold" not in str(exc):
-                raise
-            # The composite (always first) may also be converted on request.
-            raise ValueError(f"{exc}, or convert it with --bit-depth 8 or 16") from None
+def default_output(inputs: list[Path], files: list[Path]) -> Path:
+    """Where the composite goes unless ``-o`` says: beside the slices' folder, never in it.
+
+    ``<folder>_composite.<ext>`` for a folder or files in one, with the first
+    slice's extension; ``<stem>_composite.<ext>`` beside a single (multi-page) file.
+
+    Parameters
+    ----------
+    inputs : list of Path
+        The inputs as given.
+    files : list of Path
+        The files they name, in stacking order.
+
+    Returns
+    -------
+    path : Path
+    """
+    first = files[0]
+    suffix = first.suffix.lower() if first.suffix.lower() in IMAGE_SUFFIXES else ".png"
+    if len(inputs) == 1 and inputs[0].is_file():
+        return first.with_name(f"{first.stem}_composite{suffix}")
+    folder = (inputs[0] if inputs[0].is_dir() else first.parent).resolve()
+    return folder.parent / f"{folder.name}_composite{suffix}"
 
 
-@app.command()
+@app.command(cls=_Command)
 def focus(
     image: Annotated[Path, typer.Argument(help="One image.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Focus sketch (.png/.tif/.jpg).")],
@@ -264,19 +291,15 @@ def focus(
       stacker focus photo.jpg -o focus.png --masked masked.png --background black
     """
     parse_colour(background)
+    check_outputs({"focus sketch": output, "masked image": masked}, inputs=[image])
     pixels = read_image(image)
-    targets = [(output, "uint8")] + ([(masked, pixels.dtype)] if masked is not None else [])
-    _check_outputs(targets, [image])
+    check_outputs({"masked image": masked}, dtypes={"masked image": pixels.dtype})
     relative = focus_map(pixels, sigma=sigma)
     write_image(output, sketch(relative))
     if masked is not None:
         write_image(
             masked, mask_in_focus(pixels, relative, threshold=threshold, background=background)
         )
-
-
-def _warn_line(message, category, filename, lineno, file=None, line=None) -> None:
-    sys.stderr.write(f"warning: {message}\n")
 
 
 def _one_malloc_arena() -> None:
@@ -302,6 +325,61 @@ def _one_malloc_arena() -> None:
 _M_ARENA_MAX = -8  # glibc's malloc.h
 
 
+# Which options name each output, for messages about it.
+_OUTPUT_FLAGS = {
+    "composite": ("-o", "--output"),
+    "depth map": ("--depth",),
+    "depth preview": ("--depth-preview",),
+    "transforms": ("--save-transforms",),
+    "focus sketch": ("-o", "--output"),
+    "masked image": ("--masked",),
+}
+_TALLY = WarningTally()
+
+
+def _output_message(exc: OutputError, argv: list[str]) -> str:
+    """The output's option as the user typed it (or its role, for the default composite)."""
+    typed = [f for f in _OUTPUT_FLAGS.get(exc.role, ()) if f in argv]
+    return f"{typed[0] if typed else exc.role} {exc.path}: {user_words(exc.reason)}"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that cleanup runs as for Ctrl-C."""
+
+
+class _Stopped(Exception):
+    """A command stopped by Ctrl-C or SIGTERM, carried past click's own handling."""
+
+    def __init__(self, cause: KeyboardInterrupt):
+        super().__init__("terminated" if isinstance(cause, Terminated) else "interrupted")
+        self.code = 143 if isinstance(cause, Terminated) else 130
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
+@contextmanager
+def _run_environment():
+    """Warnings tallied, tifffile's log quiet, SIGTERM raising; all restored afterwards."""
+    tifffile_log = logging.getLogger("tifffile")
+    level = tifffile_log.level
+    # tifffile logs oddities of files it reads; the library's own warnings say what matters.
+    tifffile_log.setLevel(logging.CRITICAL + 1)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _TALLY.show
+            warnings.simplefilter("always")
+            yield
+    finally:
+        _TALLY.flush()
+        tifffile_log.setLevel(level)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code.
 
@@ -318,36 +396,40 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
     _one_malloc_arena()
-    with warnings.catch_warnings():
-        warnings.showwarning = _warn_line
-        warnings.simplefilter("always")
+    with _run_environment():
         try:
-            code = app(args=argv, prog_name="stacker", standalone_mode=False)
+            code = app(args=argv or ["--help"], prog_name="stacker", standalone_mode=False)
             return code if isinstance(code, int) else 0
         except typer.Exit as exc:
             return exc.exit_code
         except typer.Abort:
             sys.stderr.write("error: aborted\n")
             return 1
-        except typer.TyperException as exc:  # bad usage: unknown option, missing argument
-            if debug:
-                traceback.print_exc()
-            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-            sys.stderr.write(f"error: {message}\n")
-            return 2
-        except (StackError, ValueError, FileNotFoundError) as exc:
-            if debug:
-                traceback.print_exc()
-            sys.stderr.write(f"error: {exc}\n")
-            return 2
-        except KeyboardInterrupt:
-            sys.stderr.write("error: interrupted\n")
-            return 130
-        except Exception as exc:  # the last line of defence: one line, no traceback
-            if debug:
-                traceback.print_exc()
-            sys.stderr.write(f"error: {type(exc).__name__}: {exc}\n")
-            return 1
+        except _Stopped as exc:
+            sys.stderr.write(f"error: {exc}; no output written\n")
+            return exc.code
+        except Exception as exc:
+            return _report(exc, argv, debug)
+
+
+def _report(exc: Exception, argv: list[str], debug: bool) -> int:
+    """Print one line for a failure; return the exit code."""
+    if debug:
+        traceback.print_exc()
+    if isinstance(exc, typer.TyperException):  # bad usage: unknown option, missing argument
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        sys.stderr.write(f"error: {message}\n")
+        return 2
+    if isinstance(exc, OutputError):
+        sys.stderr.write(f"error: {_output_message(exc, argv)}\n")
+        return 2
+    if isinstance(exc, (StackError, ValueError, FileNotFoundError)):
+        sys.stderr.write(f"error: {user_words(str(exc))}\n")
+        return 2
+    # The last line of defence: one line, no traceback, no exception class.
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unexpected failure"
+    sys.stderr.write(f"error: {reason} (--debug shows where)\n")
+    return 1
 
 
 def run() -> None:

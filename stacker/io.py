@@ -1,4 +1,4 @@
-"""Read focal stacks one slice at a time, and write outputs atomically.
+"""Read focal stacks one slice at a time.
 
 A stack is a list of files (PNG, JPEG, TIFF; multi-page TIFFs contribute every
 page), a folder of such files, or an in-memory array. Formats are detected from
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,26 +26,17 @@ from ._jpeg import DamagedJpeg
 __all__ = [
     "IMAGE_SUFFIXES",
     "ORDERS",
-    "atomic_output",
     "Stack",
     "StackError",
     "StackWarning",
-    "check_output_path",
+    "input_files",
     "natural_key",
     "open_stack",
     "read_image",
-    "write_image",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 ORDERS = ("natural", "given")
-_WRITE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff"}
-# Which dtypes each output format can hold without loss.
-_FORMAT_DTYPES = {
-    "png": ("uint8", "uint16"),
-    "jpeg": ("uint8",),
-    "tiff": ("uint8", "uint16", "float32"),
-}
 
 
 class StackError(ValueError):
@@ -197,15 +186,91 @@ class Frame:
         return self.path.name if self.page is None else f"{self.path.name}[page {self.page}]"
 
 
-def _expand(path: Path) -> list[Path]:
-    if path.is_dir():
-        files = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-        if not files:
-            raise StackError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        return sorted(files, key=natural_key)
-    if not path.exists():
-        raise StackError(f"{path}: no such file or folder")
-    return [path]
+def _expand(path: Path, exclude: set[Path]) -> list[Path]:
+    if not path.is_dir():
+        if not path.exists():
+            raise StackError(f"{path}: no such file or folder")
+        return [path]
+    files = []
+    for p in path.iterdir():
+        if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        # An earlier run's outputs saved among the slices must not become a slice.
+        if p.resolve() in exclude or p.stem == f"{path.name}_composite":
+            warnings.warn(f"{p.name}: named like an output; left out", StackWarning, stacklevel=4)
+            continue
+        files.append(p)
+    if not files:
+        raise StackError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return sorted(files, key=natural_key)
+
+
+def input_files(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    order: str = "natural",
+    exclude: Sequence[str | os.PathLike] = (),
+) -> list[Path]:
+    """The files a stack is read from, in stacking order, without decoding any.
+
+    Parameters
+    ----------
+    inputs : path or sequence of paths
+        Image files and folders (their PNG/JPEG/TIFF files).
+    order : {'natural', 'given'}, optional
+        As in :func:`open_stack`.
+    exclude : sequence of path, optional
+        Files a folder may hold that are not slices, e.g. the outputs of the
+        run: they are left out with a :class:`StackWarning`, as is a file
+        named like the default composite, ``<folder>_composite.<ext>``.
+
+    Returns
+    -------
+    files : list of Path
+
+    Raises
+    ------
+    StackError
+        If no inputs are given, a path does not exist, a folder holds no
+        images, or a file or folder is given twice.
+    ValueError
+        If `order` is not one of the accepted values.
+    """
+    _check_order(order)
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    given = [Path(x) for x in inputs]
+    if not given:
+        raise StackError("no input slices given")
+    _refuse_twice(given)
+    skip = {Path(p).resolve() for p in exclude}
+    paths = _refuse_twice([p for x in given for p in _expand(x, skip)])
+    if order == "natural":
+        ordered = sorted(paths, key=natural_key)
+        if ordered != paths:
+            warnings.warn(
+                "inputs were not in natural order; stacking in natural order "
+                f"({ordered[0].name}, {ordered[1].name}, ...); use order='given' to keep yours",
+                StackWarning,
+                stacklevel=2,
+            )
+        paths = ordered
+    return paths
+
+
+def _check_order(order: str) -> None:
+    if order not in ORDERS:
+        raise ValueError(f"order must be 'natural' or 'given', got {order!r}")
+
+
+def _refuse_twice(paths: list[Path]) -> list[Path]:
+    seen: set[Path] = set()
+    for path in paths:
+        key = path.resolve()
+        if key in seen:
+            raise StackError(f"{path} is given twice")
+        seen.add(key)
+    return paths
 
 
 def _frames(path: Path) -> list[Frame]:
@@ -217,9 +282,19 @@ def _frames(path: Path) -> list[Frame]:
         return [Frame(path)]
     try:
         with tifffile.TiffFile(path) as tif:
+            axes = tif.series[0].axes if tif.series else ""
+            meta = tif.imagej_metadata or {}
             n = len(tif.pages)
     except Exception as exc:
         raise StackError(f"{path}: cannot read TIFF ({exc})") from exc
+    # Pages are taken as Z planes of one grey or RGB image; channels or time
+    # points would be stacked as if they were focus steps.
+    other = [a for a in axes if a not in "ZYXSQI"]
+    if other or meta.get("channels", 1) > 1 or meta.get("frames", 1) > 1:
+        raise StackError(
+            f"{path}: a TIFF with axes {axes} (channels or time points besides Z planes) "
+            "is not supported; give one channel and time point as a Z stack"
+        )
     return [Frame(path)] if n == 1 else [Frame(path, i) for i in range(n)]
 
 
@@ -436,8 +511,7 @@ def open_stack(
     ValueError
         If `order` is not one of the accepted values.
     """
-    if order not in ORDERS:
-        raise ValueError(f"order must be 'natural' or 'given', got {order!r}")
+    _check_order(order)
     if isinstance(inputs, Stack):
         return inputs
     if isinstance(inputs, np.ndarray):
@@ -456,18 +530,7 @@ def open_stack(
     if any(isinstance(x, np.ndarray) for x in inputs):
         raise ValueError("inputs must be all paths or all arrays, not a mix")
 
-    paths = [p for x in inputs for p in _expand(Path(x))]
-    if order == "natural":
-        ordered = sorted(paths, key=natural_key)
-        if ordered != paths:
-            warnings.warn(
-                "inputs were not in natural order; stacking in natural order "
-                f"({ordered[0].name}, {ordered[1].name}, ...); use order='given' "
-                "(--order given) to keep yours",
-                StackWarning,
-                stacklevel=2,
-            )
-        paths = ordered
+    paths = input_files(inputs, order=order)
     frames = [f for p in paths for f in _frames(p)]
     if not skip_damaged:
         return Stack(frames=frames)
@@ -487,142 +550,3 @@ def _whole_or_warn(frame: Frame) -> bool:
         warnings.warn(f"{_damaged(frame.path, exc)}; left out", StackWarning, stacklevel=4)
         return False
     return True
-
-
-def _format_of(path: Path) -> str:
-    fmt = _WRITE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(
-            f"{path}: cannot tell the output format from its extension; use one of "
-            f"{', '.join(_WRITE_FORMATS)}"
-        )
-    return fmt
-
-
-def check_output_path(
-    path: str | os.PathLike,
-    dtype: np.dtype | str | None = None,
-    *,
-    inputs: Sequence[Path] = (),
-    image: bool = True,
-) -> Path:
-    """Check, before any work, that an output can be written where asked.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Output file.
-    dtype : numpy dtype, optional
-        Pixel type to be written; checked against what the format can hold.
-    inputs : sequence of Path, optional
-        Input files, which must never be overwritten.
-    image : bool, optional
-        Whether the output is an image, whose format the extension must name.
-
-    Returns
-    -------
-    path : Path
-        The output path.
-
-    Raises
-    ------
-    ValueError
-        If the extension is unknown, the format cannot hold `dtype`, the path is
-        one of the inputs, or its folder does not exist.
-    """
-    path = Path(path)
-    fmt = _format_of(path) if image else None
-    if fmt is not None and dtype is not None and np.dtype(dtype).name not in _FORMAT_DTYPES[fmt]:
-        raise ValueError(
-            f"{path}: {fmt.upper()} cannot hold {np.dtype(dtype).name} pixels without loss; "
-            f"choose a format that can ({_suggest(np.dtype(dtype))})"
-        )
-    if not path.parent.is_dir():
-        raise ValueError(f"{path}: output folder {path.parent} does not exist")
-    for src in inputs:
-        if path.resolve() == src.resolve() or (path.exists() and os.path.samefile(path, src)):
-            raise ValueError(f"{path}: refusing to overwrite an input slice")
-    return path
-
-
-def _suggest(dtype: np.dtype) -> str:
-    return ", ".join(
-        f".{f[:3] if f != 'jpeg' else 'jpg'}"
-        for f, ok in _FORMAT_DTYPES.items()
-        if dtype.name in ok
-    )
-
-
-def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95) -> None:
-    """Write an image atomically: to a temporary file, then renamed into place.
-
-    A failure leaves no partial file, and any earlier file at `path` intact.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Output file; ``.png``, ``.jpg``/``.jpeg`` or ``.tif``/``.tiff``.
-    image : (M, N) or (M, N, 3) ndarray
-        uint8 or uint16 (PNG, TIFF), uint8 (JPEG) or float32 (TIFF).
-    quality : int, optional
-        JPEG quality, 1-100.
-    """
-    path = Path(path)
-    fmt = _format_of(path)
-    if image.dtype.name not in _FORMAT_DTYPES[fmt]:
-        raise ValueError(f"{path}: {fmt.upper()} cannot hold {image.dtype.name} pixels")
-    image = np.ascontiguousarray(image)
-    with atomic_output(path) as tmp:
-        # Deflate at level 1 after differencing: on photographs it compresses
-        # better than level 6 without the differencing, at half the time; PNG's
-        # level 6 takes five times level 1's time to save about 6 % more.
-        if fmt == "tiff":
-            photometric = "rgb" if image.ndim == 3 else "minisblack"
-            tifffile.imwrite(
-                tmp,
-                image,
-                photometric=photometric,
-                compression="zlib",
-                compressionargs={"level": 1},
-                predictor=True,
-            )
-        else:
-            encoded = (
-                imagecodecs.png_encode(image, level=1)
-                if fmt == "png"
-                else imagecodecs.jpeg8_encode(image, level=quality)
-            )
-            tmp.write_bytes(encoded)
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Give a temporary path beside `path`, renamed onto it if the block succeeds.
-
-    A failure inside the block removes the temporary file, so no partial
-    output is left and any earlier file at `path` stays intact.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The final output file.
-
-    Yields
-    ------
-    tmp : Path
-        Where to write.
-    """
-    path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        # mkstemp makes the file private (0600); outputs get the usual umask mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -90,7 +90,7 @@ def merge(
     on_align_fail: str = "keep",
     tile_size: int | None = None,
     threads: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> MergeResult:
     """Stack a focal series into an all-in-focus composite and a depth map.
 
@@ -154,9 +154,11 @@ def merge(
         running result takes the current one, and OpenCV's threads within
         each filter and warp (default: all cores).
     progress : callable, optional
-        Called as ``progress(done, total)`` after each slice of each pass
-        (one more when aligning, one more and one per tile when tiling, and
-        the depthmap method's second pass).
+        Called as ``progress(done, total, stage=stage)`` after each slice of
+        each pass (one more when aligning, one more and one per tile when
+        tiling, and the depthmap method's second pass); `stage` names the pass:
+        ``'registering'``, ``'measuring'`` (the depthmap method's first pass,
+        and the survey when tiling) or ``'compositing'``.
 
     Returns
     -------
@@ -218,19 +220,25 @@ def merge(
         )
         steps, total = itertools.count(plan.registered + 1), plan.work
 
-        def tick() -> None:
-            done = next(steps)
-            if progress is not None:
-                progress(done, total)
+        def ticker(stage: str) -> Callable[[], None]:
+            def tick() -> None:
+                done = next(steps)
+                if progress is not None:
+                    progress(done, total, stage=stage)
 
+            return tick
+
+        first = ticker("measuring" if state_class.two_pass else "compositing")
         reference_small = reference_blocks(reader, plan) if brightness and len(stack) > 1 else None
-        surveys = survey_slices(reader, plan, reference_small, threads, tick)
-        frames = stack_tiles(reader, plan, surveys, reference_small, threads, tick)
+        surveys = survey_slices(reader, plan, reference_small, threads, ticker("measuring"))
+        frames = stack_tiles(reader, plan, surveys, reference_small, threads, first)
         state_class.finish(frames, sigma=sigma, slices=len(plan.keep))
         if state_class.two_pass:
             noise = min((surveys[k].noise for k in plan.keep), default=0.0)
             width = blend_width(frames.sharpness, noise, sigma=sigma)
-            frames.composite = blend_slices(reader, plan, frames, width, surveys, threads, tick)
+            frames.composite = blend_slices(
+                reader, plan, frames, width, surveys, threads, ticker("compositing")
+            )
         return _result(stack, plan, frames, surveys)
 
 

@@ -100,7 +100,7 @@ def plan_merge(
     on_align_fail: str,
     tile_size: int | None,
     threads: int,
-    progress: Callable[[int, int], None] | None,
+    progress: Callable[..., None] | None,
 ) -> MergePlan:
     """Register the stack and lay out the output frame and its tiles.
 
@@ -114,7 +114,7 @@ def plan_merge(
     sigma, measure, align, align_reference, transforms, crop, on_align_fail, tile_size, threads
         As for :func:`stacker.merge`, checked but for `align_reference` and `transforms`.
     progress : callable or None
-        Called as ``progress(done, total)`` while registering, the only step
+        Called as ``progress(done, total, stage="registering")`` while registering, the only step
         that reads pixels; `total` is guessed from the whole frame's tiles,
         since the crop that sets the real ones is not known yet.
 
@@ -142,7 +142,9 @@ def plan_merge(
         transforms=transforms,
         on_align_fail=on_align_fail,
         threads=threads,
-        progress=None if progress is None else lambda done, _: progress(done, guess),
+        progress=None
+        if progress is None
+        else lambda done, _: progress(done, guess, stage="registering"),
     )
     frame, inner = _frame(stack.shape, matrices, crop)
     block, levels, margin, tiles = _tiles(_extent(frame), method, side, radius, sigma)

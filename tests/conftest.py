@@ -69,7 +69,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.fixture
 def write_slices(tmp_path):
     """Write a (Z, M, N[, C]) stack as numbered PNG files; return their paths."""
-    from stacker.io import write_image
+    from stacker.outputs import write_image
 
     def _write(stack: np.ndarray, fmt: str = "png", stem: str = "z") -> list:
         paths = []

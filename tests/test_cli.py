@@ -1,14 +1,17 @@
 import json
+import logging
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import tifffile
 from conftest import region_stack
 
 from stacker import __version__, cli
 from stacker.cli import main
-from stacker.io import read_image, write_image
+from stacker.io import read_image
+from stacker.outputs import write_image
 
 
 @pytest.fixture
@@ -62,7 +65,8 @@ def test_sixteen_bit_stays_sixteen_bit(tmp_path, write_slices, capsys):
     assert read_image(tmp_path / "c.png").dtype == np.uint16
     # JPEG cannot hold it: a one-line error naming the way out, and no file
     code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.jpg")
-    assert code == 2 and "--bit-depth" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.endswith("use a format that can (.png, .tif) or ask for --bit-depth 8\n")
     assert not (tmp_path / "c.jpg").exists()
     code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.jpg", "--bit-depth", "8")
     assert code == 0 and read_image(tmp_path / "c.jpg").dtype == np.uint8
@@ -79,7 +83,9 @@ def test_refuses_to_overwrite_an_input(slices, capsys):
     paths, _ = slices
     before = paths[0].read_bytes()
     code, _, err = run(capsys, "merge", *paths, "-o", paths[0])
-    assert code == 2 and "overwrite an input" in err
+    assert (
+        code == 2 and err == f"error: -o {paths[0]}: is an input slice; refusing to overwrite it\n"
+    )
     assert paths[0].read_bytes() == before
 
 
@@ -250,7 +256,7 @@ def test_alignment_flags(slices, tmp_path, capsys, flags):
 def test_bad_reference_slice(slices, tmp_path, capsys):
     paths, _ = slices
     code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.png", "--align-ref", "7")
-    assert code == 2 and "align_reference" in err
+    assert code == 2 and err == "error: --align-ref must be a slice index in 0..4, got 7\n"
 
 
 @pytest.mark.parametrize("threads", ["1", "3"])
@@ -288,3 +294,115 @@ def test_skip_bad_leaves_damaged_jpegs_out_with_a_warning(slices, tmp_path, caps
     assert code == 0, err
     assert err == f"warning: {cut}: damaged JPEG (premature end of data); left out\n"
     assert read_image(out).shape == (40, 50, 3)
+
+
+@pytest.mark.parametrize("argv", [["-h"], ["--help"], []])
+def test_help_and_bare_command(capsys, argv):
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and "Usage: stacker" in out and "merge" in out
+
+
+def test_merge_usage_shows_real_names(capsys):
+    code, out, _ = run(capsys, "merge", "-h")
+    assert code == 0 and "Usage: stacker merge [OPTIONS] INPUTS..." in out
+    assert "{" not in out.splitlines()[1]
+
+
+def test_default_output_goes_beside_the_slice_folder(slices, tmp_path, capsys):
+    paths, _ = slices
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for p in paths:
+        p.rename(folder / p.name)
+    code, out, err = run(capsys, "merge", folder, "-q")
+    expected = tmp_path / "shots_composite.png"
+    assert code == 0, err
+    assert out == f"wrote {expected} (composite)\n"
+    assert read_image(expected).shape == (40, 50, 3)
+    # Files of one folder: the same; a single file: <stem>_composite beside it.
+    assert cli.default_output([folder / "z0.png"] * 2, [folder / "z0.png"]) == expected
+    assert (
+        cli.default_output([folder / "z0.png"], [folder / "z0.png"]) == folder / "z0_composite.png"
+    )
+
+
+def test_outputs_in_the_slice_folder_are_not_stacked_next_time(slices, tmp_path, capsys):
+    paths, _ = slices
+    args = ["merge", tmp_path, "-o", tmp_path / "c.png", "--depth", tmp_path / "d.png", "-q"]
+    assert run(capsys, *args)[0] == 0
+    (tmp_path / f"{tmp_path.name}_composite.png").write_bytes((tmp_path / "c.png").read_bytes())
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    assert err == (
+        "warning: named like an output; left out: c.png, d.png, "
+        f"{tmp_path.name}_composite.png (3 files)\n"
+    )
+
+
+@pytest.mark.parametrize("twice", ["file", "folder"])
+def test_an_input_given_twice_is_refused(slices, tmp_path, capsys, twice):
+    paths, _ = slices
+    inputs = [*paths, paths[1]] if twice == "file" else [tmp_path, tmp_path / "."]
+    code, _, err = run(capsys, "merge", *inputs, "-o", tmp_path / "out" / "c.png")
+    expected = paths[1] if twice == "file" else tmp_path / "."
+    assert code == 2 and err == f"error: {expected} is given twice\n"
+
+
+@pytest.mark.parametrize("axes, shape", [("ZCYX", (3, 2, 8, 8)), ("TZYX", (2, 3, 8, 8))])
+def test_hyperstacks_are_refused_naming_their_axes(tmp_path, capsys, axes, shape):
+    path = tmp_path / "hyper.tif"
+    tifffile.imwrite(path, np.zeros(shape, np.uint16), imagej=True, metadata={"axes": axes})
+    code, _, err = run(capsys, "merge", path, "-o", tmp_path / "c.tif")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"error: {path}: a TIFF with axes {axes} (channels or time points")
+
+
+def test_unwritable_output_fails_before_any_decoding(slices, tmp_path, capsys, monkeypatch):
+    paths, _ = slices
+    monkeypatch.setattr(cli, "open_stack", lambda *a, **k: pytest.fail("decoded"))
+    code, _, err = run(capsys, "merge", *paths, "--depth", tmp_path / "no" / "d.png")
+    assert code == 2
+    missing = tmp_path / "no"
+    assert err == (
+        f"error: --depth {missing / 'd.png'}: the output folder {missing} does not exist\n"
+    )
+    code, _, err = run(capsys, "merge", *paths, "--output", tmp_path)
+    assert code == 2 and err == f"error: --output {tmp_path}: is a folder; give a file name\n"
+
+
+def test_alpha_warning_is_printed_once_with_a_count(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        write_image(tmp_path / f"z{k}.png", rng.integers(0, 255, (20, 20, 4), dtype=np.uint8))
+    code, _, err = run(capsys, "merge", tmp_path, "-o", tmp_path / "out.png", "--align", "none")
+    assert code == 0, err
+    assert err == "warning: alpha channel dropped: z0.png, z1.png, z2.png, ... (4 files)\n"
+
+
+def test_unexpected_failure_is_one_line_in_plain_words(slices, tmp_path, capsys, monkeypatch):
+    paths, _ = slices
+
+    def fail(*args, **kwargs):
+        logging.getLogger("tifffile").warning("a tifffile log line")
+        raise RuntimeError("something odd happened")
+
+    monkeypatch.setattr(cli, "merge_stack", fail)
+    code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.png")
+    assert code == 1 and err == "error: something odd happened (--debug shows where)\n"
+
+
+def test_a_failed_write_names_the_output_not_the_temporary_file(
+    slices, tmp_path, capsys, monkeypatch
+):
+    paths, _ = slices
+    (tmp_path / "c.png").write_bytes(b"earlier")
+
+    def disk_full(tmp, *args):
+        raise OSError(28, "No space left on device", str(tmp))
+
+    monkeypatch.setattr("stacker.outputs._encode", disk_full)
+    code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.png")
+    assert code == 2
+    assert err == f"error: -o {tmp_path / 'c.png'}: cannot be written (No space left on device)\n"
+    assert (tmp_path / "c.png").read_bytes() == b"earlier"
+    assert not [p for p in tmp_path.iterdir() if "stacker-tmp" in p.name]

@@ -8,12 +8,11 @@ import tifffile
 from stacker.io import (
     StackError,
     StackWarning,
-    check_output_path,
     natural_key,
     open_stack,
     read_image,
-    write_image,
 )
+from stacker.outputs import write_image
 from stacker.synthetic import texture
 
 
@@ -170,46 +169,6 @@ def test_empty_and_missing_inputs(tmp_path, make, match):
 def test_open_stack_rejects_bad_order():
     with pytest.raises(ValueError, match="order"):
         open_stack(np.zeros((2, 3, 3)), order="random")
-
-
-def test_write_is_atomic_on_failure(tmp_path, monkeypatch):
-    target = tmp_path / "out.png"
-    target.write_bytes(b"earlier result")
-
-    def boom(*args, **kwargs):
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr("imagecodecs.png_encode", boom)
-    with pytest.raises(RuntimeError):
-        write_image(target, np.zeros((4, 4), np.uint8))
-    assert target.read_bytes() == b"earlier result"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
-
-
-def test_written_file_is_not_private(tmp_path):
-    write_image(tmp_path / "o.png", np.zeros((2, 2), np.uint8))
-    assert (tmp_path / "o.png").stat().st_mode & 0o044
-
-
-@pytest.mark.parametrize(
-    "name,dtype,match",
-    [
-        ("o.bmpx", None, "extension"),
-        ("o.jpg", "uint16", "JPEG cannot hold uint16"),
-        ("o.png", "float32", "PNG cannot hold float32"),
-        ("nodir/o.png", None, "does not exist"),
-    ],
-)
-def test_check_output_path(tmp_path, name, dtype, match):
-    with pytest.raises(ValueError, match=match):
-        check_output_path(tmp_path / name, dtype)
-
-
-def test_check_output_path_refuses_input(tmp_path):
-    src = tmp_path / "z1.png"
-    write_image(src, np.zeros((2, 2), np.uint8))
-    with pytest.raises(ValueError, match="overwrite an input"):
-        check_output_path(tmp_path / "." / "z1.png", "uint8", inputs=[src])
 
 
 def test_cmyk_jpeg_is_read_as_rgb(tmp_path):

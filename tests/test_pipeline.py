@@ -157,22 +157,33 @@ def test_flat_stack_is_deterministic(method):
     assert (result.composite == 40).all()
 
 
-@pytest.mark.parametrize("method, passes", [("argmax", 1), ("pyramid", 1), ("depthmap", 2)])
-def test_progress_is_reported_per_slice_of_each_pass(method, passes):
+@pytest.mark.parametrize(
+    "method, stages",
+    [
+        ("argmax", ["compositing"] * 3),
+        ("pyramid", ["compositing"] * 3),
+        ("depthmap", ["measuring"] * 3 + ["compositing"] * 3),
+    ],
+)
+def test_progress_is_reported_per_slice_of_each_pass(method, stages):
     calls = []
     stacker.merge(
-        np.zeros((3, 4, 4)), method=method, align="none", progress=lambda d, t: calls.append((d, t))
+        np.zeros((3, 4, 4)),
+        method=method,
+        align="none",
+        progress=lambda d, t, stage: calls.append((d, t, stage)),
     )
-    total = 3 * passes
-    assert calls == [(d, total) for d in range(1, total + 1)]
+    total = len(stages)
+    assert calls == [(d, total, s) for d, s in zip(range(1, total + 1), stages, strict=True)]
 
 
 def test_progress_counts_both_passes_when_aligning():
     stack, _, _ = region_stack(3, shape=(64, 64))
     calls = []
-    stacker.merge(stack, method="argmax", progress=lambda d, t: calls.append((d, t)))
-    assert calls[-1] == (6, 6) and all(t == 6 for _, t in calls)
-    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    stacker.merge(stack, method="argmax", progress=lambda d, t, stage: calls.append((d, t, stage)))
+    assert calls[-1] == (6, 6, "compositing") and all(t == 6 for _, t, _ in calls)
+    assert [d for d, _, _ in calls] == sorted(d for d, _, _ in calls)
+    assert [s for _, _, s in calls] == ["registering"] * 3 + ["compositing"] * 3
 
 
 def _peak_bytes(paths, method):
@@ -401,9 +412,12 @@ def test_tiles_bound_the_memory(write_slices, method):
 def test_tiled_progress_counts_the_survey_and_every_tile():
     stack, _, _ = region_stack(3, shape=(64, 64))
     calls = []
-    stacker.merge(stack, align="none", tile_size=32, progress=lambda d, t: calls.append((d, t)))
+    stacker.merge(
+        stack, align="none", tile_size=32, progress=lambda d, t, stage: calls.append((d, stage))
+    )
     # survey (3 slices) + 4 tiles x 3 slices, twice (depth, then composite)
-    assert calls[-1] == (27, 27) and [d for d, _ in calls] == list(range(1, 28))
+    assert [d for d, _ in calls] == list(range(1, 28))
+    assert [s for _, s in calls] == ["measuring"] * 15 + ["compositing"] * 12
 
 
 @pytest.mark.parametrize("tile_size", [0, 8, 20.5, "big"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_output
+from ..outputs import atomic_output
 from ._geometry import _check_matrix
 from ._register import _check_model
 
