@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from stacker.composite import DepthBlend, HardPick, composite_from_index
+import stacker
+from stacker.composite import DepthBlend, HardPick, blend_width, composite_from_index
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
@@ -105,3 +106,20 @@ def test_depth_blend_with_a_wider_tent_averages_more_slices():
 def test_depth_blend_validates_width():
     with pytest.raises(ValueError, match="width"):
         DepthBlend(np.zeros((2, 2)), (2, 2), 3, width=np.full((2, 2), 0.5))
+
+
+def test_depth_blend_of_float_slices_stays_within_them():
+    # Regression (hypothesis): two slices of 3.0 blended at depth 0 gave 3.0000002.
+    stack = np.array([[[0, 3, 3], [3, 3, 3], [3, 3, 3]]] * 2, np.float32)
+    result = stacker.merge(stack, method="depthmap", brightness=False)
+    np.testing.assert_array_equal(result.composite, stack[0])
+
+
+def test_blend_width_of_a_noise_too_small_for_float32_is_one():
+    # Regression (hypothesis): a float stack of values near 1e-45 has a noise
+    # that is 0 in float32; the width was 0 / 0.
+    width = blend_width(np.zeros((3, 3), np.float32), 1e-50)
+    np.testing.assert_array_equal(width, np.ones((3, 3), np.float32))
+    # ... and one just above float32's smallest overflowed the division, with a warning.
+    width = blend_width(np.full((3, 3), 100, np.float32), 1e-45)
+    np.testing.assert_array_equal(width, np.ones((3, 3), np.float32))
