@@ -295,6 +295,8 @@ def _frames(path: Path) -> list[Frame]:
             f"{path}: a TIFF with axes {axes} (channels or time points besides Z planes) "
             "is not supported; give one channel and time point as a Z stack"
         )
+    if n == 0:  # a damaged file may still have a TIFF header
+        raise StackError(f"{path}: TIFF holds no images")
     return [Frame(path)] if n == 1 else [Frame(path, i) for i in range(n)]
 
 

@@ -330,3 +330,28 @@ def test_damaged_jpegs_can_be_left_out(tmp_path):
     (tmp_path / "a3.jpg").write_bytes(data[: len(data) // 3])
     with pytest.warns(StackWarning), pytest.raises(StackError, match="every input slice is"):
         open_stack(tmp_path, skip_damaged=True)
+
+
+def test_tiff_without_pages_is_an_error_not_left_out(tmp_path):
+    # Regression (hypothesis): a TIFF whose first-page offset was damaged has
+    # no pages, and its file silently contributed no slice to the stack.
+    for k in range(3):
+        write_image(tmp_path / f"z{k}.tif", np.full((8, 8), k, np.uint8))
+    data = bytearray((tmp_path / "z1.tif").read_bytes())
+    data[4:8] = bytes(4)
+    (tmp_path / "z1.tif").write_bytes(bytes(data))
+    with pytest.raises(StackError, match="z1.tif: TIFF holds no images"):
+        open_stack(tmp_path)
+
+
+@pytest.mark.parametrize("twice", ["file", "folder", "file in folder"])
+def test_an_input_given_twice_is_refused(tmp_path, twice):
+    for k in range(2):
+        write_image(tmp_path / f"z{k}.png", np.zeros((4, 4), np.uint8))
+    inputs = {
+        "file": [tmp_path / "z0.png", tmp_path / "z1.png", tmp_path / "./z0.png"],
+        "folder": [tmp_path, tmp_path / "."],
+        "file in folder": [tmp_path, tmp_path / "z1.png"],
+    }[twice]
+    with pytest.raises(StackError, match="is given twice"):
+        open_stack(inputs)
