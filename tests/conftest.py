@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import settings
 from scipy import ndimage
+
+# Property tests: few, reproducible examples in CI (the suite stays well under a
+# minute); HYPOTHESIS_PROFILE=dev searches longer, with a fresh seed each run.
+settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True, database=None)
+settings.register_profile("dev", max_examples=500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def region_stack(
