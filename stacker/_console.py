@@ -39,27 +39,42 @@ def user_words(message: str) -> str:
 
 
 class Progress:
-    """One self-rewriting stderr line per stage: slices done, elapsed time and ETA."""
+    """One self-rewriting stderr line per stage: slices done, elapsed time and ETA.
 
-    def __init__(self):
+    Parameters
+    ----------
+    enabled : bool
+        Print anything at all (a terminal, and no ``--quiet``).
+    """
+
+    # The line being rewritten, which any other output must end first.
+    _open: Progress | None = None
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
         self.start = time.monotonic()
         self.stage: str | None = None
 
     def __call__(self, done: int, total: int, stage: str = "stacking") -> None:
+        if not self.enabled:
+            return
         if stage != self.stage and self.stage is not None:
             sys.stderr.write("\n")
         self.stage = stage
+        Progress._open = self
         elapsed = time.monotonic() - self.start
         left = f"{elapsed / done * (total - done):5.1f} s left" if done else "   ... s left"
         unit = "outputs" if stage == "writing" else "slices"
         sys.stderr.write(f"\r{stage:>11}: {done}/{total} {unit}, {elapsed:5.1f} s elapsed, {left}")
         sys.stderr.flush()
 
-    def close(self) -> None:
-        """End the last stage's line."""
-        if self.stage is not None:
+    @classmethod
+    def finish(cls) -> None:
+        """End the open progress line, if any, so the next output starts on a line of its own."""
+        if cls._open is not None:
             sys.stderr.write("\n")
-            self.stage = None
+            cls._open.stage = None
+            cls._open = None
 
 
 class WarningTally:

@@ -72,10 +72,6 @@ class _Command(TyperCommand):
         return [re.sub(r"\{(\w+)\}", lambda m: m[1].upper(), p) for p in pieces]
 
 
-def _progress(quiet: bool) -> Progress | None:
-    return Progress() if not quiet and sys.stderr.isatty() else None
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"stacker {__version__}")
@@ -204,7 +200,7 @@ def merge(
     # The composite's dtype is known once the first slice is read: its format is checked now.
     out_dtype = stack.dtype if bit_depth.value == "auto" else f"uint{bit_depth.value}"
     check_outputs({"composite": outputs["composite"]}, dtypes={"composite": out_dtype})
-    progress = _progress(quiet)
+    progress = Progress(enabled=not quiet and sys.stderr.isatty())
     result = merge_stack(
         stack,
         method=method.value,
@@ -220,8 +216,7 @@ def merge(
         threads=threads,
         progress=progress,
     )
-    if progress is not None:
-        progress(0, len(outputs), stage="writing")
+    progress(0, len(outputs), stage="writing")
     written = save(
         result,
         outputs["composite"],
@@ -235,10 +230,8 @@ def merge(
         shape=stack.shape[:2],
         model="none" if transforms is not None else align.value,
     )
-    if progress is not None:
-        progress(len(written), len(written), stage="writing")
-        progress.close()
-    _TALLY.flush()
+    progress(len(written), len(written), stage="writing")
+    _end_lines()
     typer.echo("wrote " + ", ".join(f"{path} ({role})" for role, path in outputs.items()))
 
 
@@ -337,6 +330,12 @@ _OUTPUT_FLAGS = {
 _TALLY = WarningTally()
 
 
+def _end_lines() -> None:
+    """End the progress line and print the warnings, before the last line of a run."""
+    Progress.finish()
+    _TALLY.flush()
+
+
 def _output_message(exc: OutputError, argv: list[str]) -> str:
     """The output's option as the user typed it (or its role, for the default composite)."""
     typed = [f for f in _OUTPUT_FLAGS.get(exc.role, ()) if f in argv]
@@ -374,7 +373,7 @@ def _run_environment():
             warnings.simplefilter("always")
             yield
     finally:
-        _TALLY.flush()
+        _end_lines()
         tifffile_log.setLevel(level)
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
@@ -406,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write("error: aborted\n")
             return 1
         except _Stopped as exc:
+            _end_lines()
             sys.stderr.write(f"error: {exc}; no output written\n")
             return exc.code
         except Exception as exc:
@@ -414,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(exc: Exception, argv: list[str], debug: bool) -> int:
     """Print one line for a failure; return the exit code."""
+    _end_lines()
     if debug:
         traceback.print_exc()
     if isinstance(exc, typer.TyperException):  # bad usage: unknown option, missing argument

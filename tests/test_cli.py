@@ -406,3 +406,33 @@ def test_a_failed_write_names_the_output_not_the_temporary_file(
     assert err == f"error: -o {tmp_path / 'c.png'}: cannot be written (No space left on device)\n"
     assert (tmp_path / "c.png").read_bytes() == b"earlier"
     assert not [p for p in tmp_path.iterdir() if "stacker-tmp" in p.name]
+
+
+def test_progress_names_each_stage_on_a_line_of_its_own(slices, tmp_path, capsys, monkeypatch):
+    paths, _ = slices
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code, out, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.png")
+    assert code == 0, err
+    lines = [line.split("\r")[-1] for line in err.split("\n")[:-1]]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "registering",
+        "measuring",
+        "compositing",
+        "writing",
+    ]
+    assert lines[0].startswith("registering: 5/15 slices,") and lines[0].endswith("s left")
+    assert lines[-1].startswith("    writing: 1/1 outputs,")
+    assert out == f"wrote {tmp_path / 'c.png'} (composite)\n"
+
+
+def test_an_error_after_progress_starts_a_line_of_its_own(slices, tmp_path, capsys, monkeypatch):
+    paths, _ = slices
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+
+    def fail(*args):
+        raise RuntimeError("encoder failed")
+
+    monkeypatch.setattr("stacker.outputs._encode", fail)
+    code, _, err = run(capsys, "merge", *paths, "-o", tmp_path / "c.png")
+    assert code == 1 and "\r    writing: 0/1 outputs" in err
+    assert err.endswith(" s left\nerror: encoder failed (--debug shows where)\n")
