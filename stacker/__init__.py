@@ -1,7 +1,7 @@
 """stacker: all-in-focus composites and depth maps from focal stacks.
 
 The pipeline streams slices through one module per stage:
-:mod:`stacker.io` (read, write), :mod:`stacker.align` (registration),
+:mod:`stacker.inputs` (which files), :mod:`stacker.io` (read), :mod:`stacker.align` (registration),
 :mod:`stacker.exposure` (brightness gain), :mod:`stacker.focus` (focus measure),
 :mod:`stacker.select` (sharpest slice, sub-slice depth, consistency),
 :mod:`stacker.composite` and :mod:`stacker.pyramid` (all-in-focus image) and
