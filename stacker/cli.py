@@ -29,7 +29,7 @@ from .depth import DEPTH_FORMATS
 from .focus import FOCUS_MEASURES
 from .focusmap import focus_map, mask_in_focus, parse_colour, sketch
 from .io import IMAGE_SUFFIXES, ORDERS, StackError, input_files, open_stack, read_image
-from .outputs import BIT_DEPTHS, OutputError, check_outputs, remove_stale_temps, save, write_image
+from .outputs import BIT_DEPTHS, OutputError, check_outputs, save, write_image
 from .pipeline import ALIGN_FAIL, METHODS
 from .pipeline import merge as merge_stack
 
@@ -92,88 +92,97 @@ Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors
 Sigma = Annotated[float, typer.Option(help="Focus window: Gaussian sigma in pixels.", min=0.1)]
 
 
+# The merge command's options.
+_Output = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Composite image (.png/.jpg/.tif); default: <folder>_composite.<ext of the "
+        "first slice> beside the slice folder.",
+    ),
+]
+_Depth = Annotated[Path | None, typer.Option(help="Depth map (.png/.tif).")]
+_DepthFormat = Annotated[
+    DepthFormat, typer.Option(help="index: uint16 slice index; float: float32 TIFF.")
+]
+_DepthPreviewPath = Annotated[
+    Path | None, typer.Option("--depth-preview", help="Colour depth picture with a scale.")
+]
+_Method = Annotated[
+    Method,
+    typer.Option(
+        help="depthmap: sub-slice depth, blended composite; pyramid: Laplacian-pyramid "
+        "fusion; argmax: each pixel from its sharpest slice."
+    ),
+]
+_Measure = Annotated[
+    Measure | None,
+    typer.Option(
+        help="Focus measure (default: variance, the reference local variance, for "
+        "argmax; mean-std, which narrows halos, for the other methods)."
+    ),
+]
+_Order = Annotated[Order, typer.Option(help="Slice order: natural (z2 before z10) or given.")]
+_Align = Annotated[Align, typer.Option(help="Register slices first: motion model, or none.")]
+_AlignRef = Annotated[
+    int | None, typer.Option(help="Reference slice index (0-based; default: the middle).")
+]
+_Crop = Annotated[
+    bool, typer.Option(help="Crop to what every aligned slice covers (--no-crop: keep frame).")
+]
+_Brightness = Annotated[bool, typer.Option(help="Correct exposure flicker between slices.")]
+_OnAlignFail = Annotated[
+    AlignFail, typer.Option(help="A slice that does not register: keep, drop or error.")
+]
+_SkipBad = Annotated[
+    bool,
+    typer.Option(help="Leave out damaged JPEG slices, with a warning, instead of stopping."),
+]
+_SaveTransforms = Annotated[Path | None, typer.Option(help="Write the transforms found as JSON.")]
+_Transforms = Annotated[
+    Path | None, typer.Option(help="Apply transforms from a JSON file instead of aligning.")
+]
+_Tile = Annotated[
+    int | None,
+    typer.Option(
+        help="Stack in square tiles of this many pixels, one at a time, for frames too "
+        "large for memory (default: only when the frame needs it).",
+        min=16,
+    ),
+]
+_Threads = Annotated[
+    int | None,
+    typer.Option(help="Worker threads, and threads per OpenCV call (default: all cores).", min=1),
+]
+_BitDepth = Annotated[BitDepth, typer.Option(help="Composite bit depth: auto keeps the input's.")]
+
+
 @app.command(cls=_Command)
 def merge(
     inputs: Annotated[
         list[Path],
         typer.Argument(help="Slice files, a folder, or a multi-page TIFF."),
     ],
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Composite image (.png/.jpg/.tif); default: <folder>_composite.<ext of the "
-            "first slice> beside the slice folder.",
-        ),
-    ] = None,
-    depth: Annotated[Path | None, typer.Option(help="Depth map (.png/.tif).")] = None,
-    depth_format: Annotated[
-        DepthFormat, typer.Option(help="index: uint16 slice index; float: float32 TIFF.")
-    ] = DepthFormat.index,
-    depth_preview_path: Annotated[
-        Path | None, typer.Option("--depth-preview", help="Colour depth picture with a scale.")
-    ] = None,
-    method: Annotated[
-        Method,
-        typer.Option(
-            help="depthmap: sub-slice depth, blended composite; pyramid: Laplacian-pyramid "
-            "fusion; argmax: each pixel from its sharpest slice."
-        ),
-    ] = Method.depthmap,
+    output: _Output = None,
+    depth: _Depth = None,
+    depth_format: _DepthFormat = DepthFormat.index,
+    depth_preview_path: _DepthPreviewPath = None,
+    method: _Method = Method.depthmap,
     sigma: Sigma = 2.0,
-    measure: Annotated[
-        Measure | None,
-        typer.Option(
-            help="Focus measure (default: variance, the reference local variance, for "
-            "argmax; mean-std, which narrows halos, for the other methods)."
-        ),
-    ] = None,
-    order: Annotated[
-        Order, typer.Option(help="Slice order: natural (z2 before z10) or given.")
-    ] = Order.natural,
-    align: Annotated[
-        Align, typer.Option(help="Register slices first: motion model, or none.")
-    ] = Align.similarity,
-    align_ref: Annotated[
-        int | None, typer.Option(help="Reference slice index (0-based; default: the middle).")
-    ] = None,
-    crop: Annotated[
-        bool, typer.Option(help="Crop to what every aligned slice covers (--no-crop: keep frame).")
-    ] = True,
-    brightness: Annotated[
-        bool, typer.Option(help="Correct exposure flicker between slices.")
-    ] = True,
-    on_align_fail: Annotated[
-        AlignFail, typer.Option(help="A slice that does not register: keep, drop or error.")
-    ] = AlignFail.keep,
-    skip_bad: Annotated[
-        bool,
-        typer.Option(help="Leave out damaged JPEG slices, with a warning, instead of stopping."),
-    ] = False,
-    save_transforms: Annotated[
-        Path | None, typer.Option(help="Write the transforms found as JSON.")
-    ] = None,
-    transforms: Annotated[
-        Path | None, typer.Option(help="Apply transforms from a JSON file instead of aligning.")
-    ] = None,
-    tile: Annotated[
-        int | None,
-        typer.Option(
-            help="Stack in square tiles of this many pixels, one at a time, for frames too "
-            "large for memory (default: only when the frame needs it).",
-            min=16,
-        ),
-    ] = None,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            help="Worker threads, and threads per OpenCV call (default: all cores).", min=1
-        ),
-    ] = None,
-    bit_depth: Annotated[
-        BitDepth, typer.Option(help="Composite bit depth: auto keeps the input's.")
-    ] = BitDepth.auto,
+    measure: _Measure = None,
+    order: _Order = Order.natural,
+    align: _Align = Align.similarity,
+    align_ref: _AlignRef = None,
+    crop: _Crop = True,
+    brightness: _Brightness = True,
+    on_align_fail: _OnAlignFail = AlignFail.keep,
+    skip_bad: _SkipBad = False,
+    save_transforms: _SaveTransforms = None,
+    transforms: _Transforms = None,
+    tile: _Tile = None,
+    threads: _Threads = None,
+    bit_depth: _BitDepth = BitDepth.auto,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -185,17 +194,11 @@ def merge(
       stacker merge stack.tif -o composite.tif --depth depth.tif --depth-format float
       stacker merge shots/ -o out.jpg --depth-preview depth_color.png
     """
-    given = {
-        "composite": output,
-        "depth map": depth,
-        "depth preview": depth_preview_path,
-        "transforms": save_transforms,
-    }
+    given = {"composite": output, "depth map": depth, "depth preview": depth_preview_path}
+    given["transforms"] = save_transforms
     files = input_files(inputs, order=order.value, exclude=[p for p in given.values() if p])
     given["composite"] = output or default_output(inputs, files)
-    outputs = check_outputs(given, inputs=files)
-    for folder in {p.parent for p in outputs.values()}:
-        remove_stale_temps(folder)
+    outputs = check_outputs(given, inputs=files, clear=True)
     stack = open_stack(files, order="given", skip_damaged=skip_bad)
     # The composite's dtype is known once the first slice is read: its format is checked now.
     out_dtype = stack.dtype if bit_depth.value == "auto" else f"uint{bit_depth.value}"

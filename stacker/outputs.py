@@ -121,6 +121,7 @@ def check_outputs(
     *,
     inputs: Sequence[str | os.PathLike] = (),
     dtypes: dict[str, np.dtype | str] | None = None,
+    clear: bool = False,
 ) -> dict[str, Path]:
     """Check, before any work, that every output can be written where asked.
 
@@ -135,6 +136,9 @@ def check_outputs(
     dtypes : dict of str to dtype, optional
         Pixel type each image role will be written in, checked against what
         its format can hold.
+    clear : bool, optional
+        Then remove the temporary files that killed runs left in the output
+        folders (see :func:`remove_stale_temps`).
 
     Returns
     -------
@@ -168,6 +172,9 @@ def check_outputs(
         other = seen.setdefault(path.resolve(), role)
         if other != role:
             raise OutputError(role, path, f"is also given as the {other}")
+    if clear:
+        for folder in {p.parent for p in given.values()}:
+            remove_stale_temps(folder)
     return given
 
 
@@ -405,9 +412,7 @@ def save(
         "depth map": "float32" if depth_format == "float" else "uint16",
         "depth preview": "uint8",
     }
-    given = check_outputs(roles, inputs=inputs, dtypes=dtypes)
-    for folder in {p.parent for p in given.values()}:
-        remove_stale_temps(folder)
+    given = check_outputs(roles, inputs=inputs, dtypes=dtypes, clear=True)
     _write_all(given, result, out_dtype, depth_format, quality, (names, shape, model))
     return list(given.values())
 
