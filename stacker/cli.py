@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         except _Stopped as exc:
             _end_lines()
-            sys.stderr.write(f"error: {exc}; no output written\n")
+            sys.stderr.write(f"error: {exc}\n")
             return exc.code
         except Exception as exc:
             return _report(exc, argv, debug)

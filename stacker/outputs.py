@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -274,12 +276,39 @@ def _all_or_nothing(paths: list[Path]) -> Iterator[list[Path]]:
         for path in paths:
             temps.append(_new_temp(path))
         yield temps
-        for tmp, path in zip(temps, paths, strict=True):
-            os.replace(tmp, path)
+        with _signals_held():
+            for tmp, path in zip(temps, paths, strict=True):
+                os.replace(tmp, path)
     except BaseException:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back while outputs are renamed, so that none stops half done.
+
+    A signal that came meanwhile goes to its handler when the block ends.
+    Handlers can only be changed in the main thread; elsewhere signals pass.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, object]] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda *args: caught.append(args)) for s in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum, frame in caught[:1]:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
 
 
 def _encode(tmp: Path, image: np.ndarray, fmt: str, quality: int) -> None:

@@ -1,6 +1,8 @@
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +157,22 @@ def test_stale_temps_of_dead_processes_are_removed(tmp_path):
         p.write_bytes(b"x")
     assert remove_stale_temps(tmp_path) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_signal_during_the_renames_waits_until_all_are_done(result, tmp_path, monkeypatch):
+    replace = os.replace
+    renamed = []
+
+    def replace_and_signal(src, dst):
+        # Ctrl-C right after the first rename: the second must still happen.
+        replace(src, dst)
+        renamed.append(Path(dst).name)
+        if len(renamed) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(stacker.outputs.os, "replace", replace_and_signal)
+    with pytest.raises(KeyboardInterrupt):
+        stacker.save(result, tmp_path / "c.png", depth=tmp_path / "d.png")
+    assert renamed == ["c.png", "d.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "d.png"]
