@@ -162,7 +162,7 @@ _BitDepth = Annotated[BitDepth, typer.Option(help="Composite bit depth: auto kee
 def merge(
     inputs: Annotated[
         list[Path],
-        typer.Argument(help="Slice files, a folder, or a multi-page TIFF."),
+        typer.Argument(help="Slice files, a folder, or a multi-page TIFF.", metavar="INPUTS"),
     ],
     output: _Output = None,
     depth: _Depth = None,
@@ -265,7 +265,7 @@ def default_output(inputs: list[Path], files: list[Path]) -> Path:
 
 @app.command(cls=_Command)
 def focus(
-    image: Annotated[Path, typer.Argument(help="One image.")],
+    image: Annotated[Path, typer.Argument(help="One image.", metavar="IMAGE")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Focus sketch (.png/.tif/.jpg).")],
     masked: Annotated[
         Path | None, typer.Option(help="Original colours where in focus, background elsewhere.")
@@ -422,6 +422,8 @@ def _report(exc: Exception, argv: list[str], debug: bool) -> int:
         traceback.print_exc()
     if isinstance(exc, typer.TyperException):  # bad usage: unknown option, missing argument
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        # typer words a choice error as pydantic does: "Value error, 'x' is not one of ..."
+        message = message.replace("Value error, ", "")
         sys.stderr.write(f"error: {message}\n")
         return 2
     if isinstance(exc, OutputError):
