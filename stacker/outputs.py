@@ -6,6 +6,18 @@ them were written. A failure, Ctrl-C or termination on the way removes the
 temporary files, so earlier outputs stay as they were. The temporary names
 carry the writer's process id, so a later run can recognise and remove those a
 killed run left behind.
+
+Examples
+--------
+>>> import tempfile
+>>> from stacker import merge, save
+>>> result = merge(np.zeros((2, 8, 8), np.uint8), align="none")
+>>> folder = Path(tempfile.mkdtemp())
+>>> [p.name for p in save(result, folder / "c.png", depth=folder / "d.tif")]
+['c.png', 'd.tif']
+>>> sorted(p.name for p in folder.iterdir())
+['c.png', 'd.tif']
+>>> import shutil; shutil.rmtree(folder)
 """
 
 from __future__ import annotations
@@ -99,9 +111,6 @@ def _check_place(output: _Output, inputs: set[Path]) -> None:
         raise OutputError(output.role, path, f"the output folder {folder} {what}")
     if not _writable(folder):
         raise OutputError(output.role, path, f"the output folder {folder} is not writable")
-    if path.exists() and not os.access(path, os.W_OK) and sys.platform == "win32":
-        # Elsewhere a read-only file in a writable folder can still be replaced.
-        raise OutputError(output.role, path, "is read-only")
     if path.resolve() in inputs:
         raise OutputError(output.role, path, "is an input slice; refusing to overwrite it")
 
