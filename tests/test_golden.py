@@ -15,7 +15,8 @@ from conftest import psnr
 
 import stacker
 from stacker._dtype import convert_dtype
-from stacker.io import read_image, write_image
+from stacker.io import read_image
+from stacker.outputs import write_image
 from stacker.synthetic import height_field, render_stack, texture
 
 DATA = Path(__file__).parent / "data"
