@@ -341,7 +341,7 @@ def _handle_failures(
             continue
         message = f"{names[k]}: did not register to its neighbours (match {q:.2f})"
         if policy == "error":
-            raise StackError(f"{message}; use --on-align-fail keep or drop to go on")
+            raise StackError(f"{message}; on_align_fail=keep or on_align_fail=drop goes on")
         action = "left out" if policy == "drop" else "stacked with its neighbour's transform"
         # Blame merge's caller: through register, plan_merge and merge.
         warnings.warn(f"{message}; {action}", StackWarning, stacklevel=5)
