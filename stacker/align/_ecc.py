@@ -20,7 +20,13 @@ _BASES = {
 
 
 def _ecc(ref, mov, matrix, model, max_iter, tol):
-    """Refine `matrix` (this level's pixels) by forward-compositional ECC; return (matrix, rho)."""
+    """Refine `matrix` (this level's pixels) by forward-compositional ECC; return (matrix, rho).
+
+    Kept over ``cv2.findTransformECC`` (affine: it has no similarity model), whose worst
+    transform errors in ``python scripts/bench_quality.py --alignment-only`` are
+    1.04/4.28/0.71/0.33 against 0.81/3.01/0.28/0.15 px, and which registers a pcb_petteri
+    pair at 1024x768 in 98 against 48 ms.
+    """
     h, w = ref.shape
     centre, half = np.array([(h - 1) / 2, (w - 1) / 2]), max(h, w) / 2
     # Each parameter's displacement is affine in (u, 1), so its Jacobian image is a fixed

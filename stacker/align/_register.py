@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 from .._opencv import gaussian
 from ._ecc import _ecc
 from ._geometry import _check_matrix, _scaled
-from ._phase import _hann, _phase_peak, _scale_rotation
+from ._phase import _hann, _scale_rotation, _shift
 
 MODELS = ("none", "translation", "similarity", "affine")
 _COARSE = 256  # long side of the pyramid level where the global search runs
@@ -87,13 +87,13 @@ def _register(ref_pyr, mov_pyr, model, initial=None):
         # rotation; each candidate is polished by ECC and the best correlation wins.
         win = _hann(ref.shape)
         centre = (np.array(ref.shape) - 1) / 2
-        candidates = [_similarity(1.0, 0.0, _phase_peak(ref * win, mov * win), centre)]
+        candidates = [_similarity(1.0, 0.0, _shift(ref * win, mov * win), centre)]
         if model != "translation":
             scale, angle = _scale_rotation(ref, mov)
             if abs(scale - 1) > 0.005 or abs(angle) > 0.003:
                 guess = _similarity(scale, angle, (0, 0), centre)
                 turned = ndi.affine_transform(mov, guess[:2, :2], offset=guess[:2, 2], order=1)
-                guess[:2, 2] += guess[:2, :2] @ _phase_peak(ref * win, turned * win)
+                guess[:2, 2] += guess[:2, :2] @ _shift(ref * win, turned * win)
                 candidates.append(guess)
         best = [_ecc(ref, mov, c, coarse_model, 30, 0.05) for c in candidates]
         matrix = max(best, key=lambda r: r[1])[0]
