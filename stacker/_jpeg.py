@@ -28,8 +28,8 @@ def decode(data: bytes, *, luma: bool = False, check: bool = True) -> np.ndarray
     luma : bool, optional
         Decode only the luma of a colour JPEG (as the file stores it).
     check : bool, optional
-        Check the stream (:func:`check_stream`, one more grey decode); False
-        for one checked before.
+        Check the stream (:func:`check_stream`: a grey decode, which serves as
+        the luma when that is asked for); False for one checked before.
 
     Returns
     -------
@@ -41,28 +41,36 @@ def decode(data: bytes, *, luma: bool = False, check: bool = True) -> np.ndarray
     DamagedJpeg
         If libjpeg warns that the stream ends early or its data is corrupt.
     """
-    if check:
-        check_stream(data)
+    grey = check_stream(data) if check else None
+    if luma and grey is not None:
+        # The check's grey decode is the luma, as imagecodecs gives it (both are
+        # libjpeg-turbo; equal on every JPEG of the real and sample stacks).
+        return grey
     return imagecodecs.jpeg8_decode(data, outcolorspace="GRAY" if luma else None)
 
 
-def check_stream(data: bytes) -> None:
-    """Raise DamagedJpeg if libjpeg warns that the JPEG stream `data` is cut short or corrupt."""
+def check_stream(data: bytes) -> np.ndarray | None:
+    """Raise DamagedJpeg if libjpeg warns that the JPEG stream `data` is cut short or corrupt.
+
+    Returns the stream decoded as grey, (M, N) uint8, when libjpeg had nothing
+    to warn about; None when it warned of something harmless or cannot read it.
+    """
     try:
-        simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True)
+        grey = simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True)
     except ValueError as exc:
         message = str(exc).strip()
     else:
-        return
+        return grey[..., 0] if grey.ndim == 3 else grey
     # A warning stops the strict decode; an error (12-bit data, say, which
     # simplejpeg does not take) stops both, and is left to imagecodecs.
     try:
         simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=False)
     except ValueError:
-        return
+        return None
     if message.startswith("Premature end of JPEG file"):
         raise DamagedJpeg("premature end of data")
     # The other warnings do not touch the pixels (an unknown JFIF version, a
     # bad ICC profile, ...).
     if message.startswith("Corrupt JPEG data") and "ICC" not in message:
         raise DamagedJpeg("corrupt data" + message.removeprefix("Corrupt JPEG data"))
+    return None
