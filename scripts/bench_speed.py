@@ -521,7 +521,7 @@ def suite_stages(bench: Bench) -> Table:
     from stacker.focus import focus_measure, to_gray
     from stacker.io import open_stack
     from stacker.methods import STATES
-    from stacker.select import resolve_depth
+    from stacker.resolve import resolve_depth
 
     spec, files = bench.stack("jpeg")
     stack = open_stack(files)

@@ -3,7 +3,8 @@
 The pipeline streams slices through one module per stage:
 :mod:`stacker.inputs` (which files), :mod:`stacker.io` (read), :mod:`stacker.align` (registration),
 :mod:`stacker.exposure` (brightness gain), :mod:`stacker.focus` (focus measure),
-:mod:`stacker.select` (sharpest slice, sub-slice depth, consistency),
+:mod:`stacker.select` (per-pixel focus peak, sub-slice depth, confidence),
+:mod:`stacker.resolve` (whole-frame depth: spill rejected, gaps filled, smoothed),
 :mod:`stacker.composite` and :mod:`stacker.pyramid` (all-in-focus image) and
 :mod:`stacker.depth` (depth encodings and preview), orchestrated by :func:`stacker.merge`
 with :mod:`stacker.plan` (reference, registration, frame, tiles), :mod:`stacker.passes`

@@ -6,7 +6,7 @@ import numpy as np
 
 from ._dtype import round_into
 from ._opencv import copy_where
-from .select import NOT_SPILL, stands_out
+from .resolve import NOT_SPILL, stands_out
 
 __all__ = ["DepthBlend", "HardPick", "blend_width", "composite_from_index", "copy_pixels"]
 
@@ -107,7 +107,7 @@ def blend_width(sharpness: np.ndarray, noise: float, *, sigma: float = 2.0) -> n
     noise, every slice near its depth shows it about as sharp, and averaging
     more of them lowers the noise: the width grows to 3 slices as the peak
     falls to the noise (:data:`FLAT_NOISE` units of it and below). Not beside
-    a strong edge (a peak under :data:`stacker.select.NOT_SPILL` of the
+    a strong edge (a peak under :data:`stacker.resolve.NOT_SPILL` of the
     greatest within ``4 * sigma``), whose defocused spill the farther slices
     carry there.
 

@@ -12,7 +12,8 @@ from ._dtype import convert_dtype
 from ._opencv import gaussian
 from .composite import HardPick
 from .pyramid import PyramidFusion, pyramid_levels
-from .select import ArgmaxSelector, PeakTracker, resolve_depth, subslice_peak
+from .resolve import resolve_depth
+from .select import ArgmaxSelector, PeakTracker, peak_confidence, subslice_peak
 
 __all__ = ["METHODS", "STATES", "Frames", "MethodState"]
 
@@ -197,7 +198,7 @@ class DepthMapState(MethodState):
     a defocused slice's spill has more fine-scale focus than the in-focus
     smooth surface, so the fine argmax picks the blurred slice there; summed
     over the wider window, the edge's own in-focus response outweighs its
-    spill. :func:`stacker.select.resolve_depth` makes one depth map of the
+    spill. :func:`stacker.resolve.resolve_depth` makes one depth map of the
     two over the whole frame, and the composite is blended from the slices
     on either side of it in a second pass.
     """
@@ -233,13 +234,13 @@ class DepthMapState(MethodState):
     def result(self, noise: float, value_range: tuple[float, float] | None) -> Frames:
         c = self.coarse
         fine, coarse = _peak_depth(self.fine), _peak_depth(c)
-        confidence = _peak_confidence(c.value, c.total, c.count, noise)
+        confidence = peak_confidence(c.value, c.total, c.count, noise)
         c.total = None
         return Frames(fine, self.fine.value, confidence, coarse=coarse, strength=c.value)
 
     @staticmethod
     def finish(frames: Frames, *, sigma: float, slices: int) -> None:
-        """One depth map from the two scales (:func:`stacker.select.resolve_depth`).
+        """One depth map from the two scales (:func:`stacker.resolve.resolve_depth`).
 
         `frames` lets go of its coarse and strength frames before the call, so
         that it can free them as soon as they have served.
@@ -304,21 +305,3 @@ def _with_argmax_depth(composite: np.ndarray, selector: ArgmaxSelector) -> Frame
 
 def _has_texture(value: np.ndarray) -> np.ndarray:
     return (value > 0).astype(np.float32)
-
-
-def _peak_confidence(peak: np.ndarray, total: np.ndarray, n: int, noise: float) -> np.ndarray:
-    """Depth reliability in [0, 1]: how clearly the focus curve peaks.
-
-    Two conditions, multiplied: the peak's excess over the mean of the other
-    slices must stand out of the sensor noise (0 at noise level, 1 a few noise
-    units above), and must be a good share of the peak itself (0 below 30 %,
-    1 above 70 %), since compressed images hide their noise from the noise
-    estimate while their flat areas still have flat focus curves.
-    """
-    if n < 2:
-        return _has_texture(peak)
-    others = (total - peak) / (n - 1)
-    excess = peak - others
-    snr = np.clip((excess / np.float32(max(noise, 1e-12)) - 1) / 4, 0, 1)
-    share = np.clip((excess / np.maximum(peak, 1e-12) - 0.3) / 0.4, 0, 1)
-    return (snr * share).astype(np.float32)
