@@ -290,6 +290,11 @@ class Stack:
         frame = self._frames[index] if self._array is None else None
         if frame is None or _sniff(frame.path) != "jpeg":
             return self[index]
+        return self._luma(index)
+
+    def _luma(self, index: int) -> np.ndarray:
+        """Slice `index`, a JPEG, as its luma (or whole where the luma decoder fails)."""
+        frame = self._frames[index]
         try:
             luma = _jpeg.decode(frame.path.read_bytes(), luma=True, check=frame not in self._whole)
         except DamagedJpeg as exc:
@@ -322,7 +327,7 @@ class Stack:
             return self._array[index]
         frame = self._frames[index]
         if grey and _sniff(frame.path) == "jpeg":
-            return self.grey(index)
+            return self._luma(index)
         mapped = _memory_map(frame)
         return self[index] if mapped is None else self._checked(frame, mapped)
 
