@@ -16,7 +16,7 @@ from ._parallel import ordered_map
 from .composite import DepthBlend
 from .methods import Frames, MethodState
 from .plan import MergePlan
-from .slices import SliceReader, Survey, value_range
+from .slices import SliceReader, Survey, stack_noise, value_range
 from .tiles import Tile
 
 __all__ = ["blend_slices", "reference_blocks", "stack_tiles", "survey_slices"]
@@ -165,7 +165,7 @@ def _stack_tile(
             partial += 1
         state.update(prepared)
         tick()
-    noise = min((surveys[k].noise for k in keep), default=0.0)
+    noise = stack_noise(surveys, keep)
     # A lone tile's pyramid has seen the whole stack's range itself.
     clip = value_range([known[k] for k in keep], reader.stack.dtype) if known else None
     frames = state.result(noise, clip)
@@ -185,7 +185,6 @@ def blend_slices(
 ) -> np.ndarray:
     """The second pass: each tile's composite blended from the slices around its depth.
 
-    `width` is each pixel's reach in slices (see :class:`stacker.composite.DepthBlend`).
     A tile inside the part every slice covers reads only the slices its
     depths reach; one beside it reads them all, so that a pixel some slices
     miss takes the nearest slice in depth that has it.
@@ -196,8 +195,10 @@ def blend_slices(
         How slices are read into the output frame.
     plan : MergePlan
         The merge's plan: kept slices, tiles and the part every slice covers.
-    depth : (M, N) ndarray of float32
-        The finished depth, in kept-slice units.
+    frames : Frames
+        The finished frames; their depth is in kept-slice units.
+    width : (M, N) ndarray
+        Each pixel's reach in slices (see :class:`stacker.composite.DepthBlend`).
     surveys : dict of int to Survey
         Each kept slice's gain.
     threads : int

@@ -23,7 +23,7 @@ from .io import Stack, StackWarning, open_stack
 from .methods import METHODS, STATES, Frames, MethodState
 from .passes import blend_slices, reference_blocks, stack_tiles, survey_slices
 from .plan import ALIGN_FAIL, MergePlan, plan_merge
-from .slices import SliceReader, Survey, noise_window
+from .slices import SliceReader, Survey, noise_window, stack_noise
 
 __all__ = ["ALIGN_FAIL", "METHODS", "MergeResult", "merge"]
 
@@ -234,7 +234,7 @@ def merge(
         frames = stack_tiles(reader, plan, surveys, reference_small, threads, first)
         state_class.finish(frames, sigma=sigma, slices=len(plan.keep))
         if state_class.two_pass:
-            noise = min((surveys[k].noise for k in plan.keep), default=0.0)
+            noise = stack_noise(surveys, plan.keep)
             width = blend_width(frames.sharpness, noise, sigma=sigma)
             frames.composite = blend_slices(
                 reader, plan, frames, width, surveys, threads, ticker("compositing")

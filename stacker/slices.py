@@ -18,7 +18,7 @@ from .focus import noise_variance, to_gray
 from .io import Stack
 from .tiles import Tile
 
-__all__ = ["SliceReader", "Survey", "noise_window", "value_range"]
+__all__ = ["SliceReader", "Survey", "noise_window", "stack_noise", "value_range"]
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,11 @@ def noise_window(inner: tuple[slice, slice]) -> tuple[slice, slice]:
     """The central piece of `inner`, at most _NOISE_SIDE square, where noise is measured."""
     starts = [s.start + max(0, (s.stop - s.start - _NOISE_SIDE) // 2) for s in inner]
     return tuple(slice(a, min(s.stop, a + _NOISE_SIDE)) for a, s in zip(starts, inner, strict=True))
+
+
+def stack_noise(surveys: dict[int, Survey], keep: list[int]) -> float:
+    """The stack's noise variance: the least of its kept slices' (0 without slices)."""
+    return min((surveys[k].noise for k in keep), default=0.0)
 
 
 def value_range(surveys: list[Survey], dtype: np.dtype) -> tuple[float, float] | None:
