@@ -26,7 +26,10 @@ def regularize_depth(
 
     1. *Outliers*: a pixel more than one slice away from the median of its
        neighbourhood (a robust reference that keeps depth steps) loses its
-       confidence.
+       confidence. Pixels of no confidence take their confident
+       surroundings' depth first (the fill below), so that the median
+       follows the confident pixels even where they are few (between the
+       stripes of a barcode, say).
     2. *Fill*: pull-push interpolation [2]_ of the confidence-weighted depth
        over a Gaussian pyramid: a pixel keeps its own depth in proportion to
        its confidence and takes the finest scale with enough confident
@@ -71,6 +74,10 @@ def regularize_depth(
         raise ValueError(
             f"depth and confidence must be equal 2-D shapes: {depth.shape}, {confidence.shape}"
         )
+    unconfident = confidence <= 0
+    if unconfident.any():
+        given = lambda a, b: np.clip(confidence[a:b], 0, 1)  # noqa: E731
+        depth = np.where(unconfident, _pull_push(depth, given, levels)(0, depth.shape[0]), depth)
     reference = _median_reference(depth)
 
     def confident(a: int, b: int) -> np.ndarray:
@@ -168,14 +175,7 @@ def resolve_depth(
     depth = np.where(own, fine, coarse).astype(np.float32, copy=False)
     del own, fine, coarse
     confidence = np.where(credible, np.asarray(confidence, np.float32), np.float32(0))
-    weight = credible.astype(np.float32)
-    # Spill and flats hold arbitrary depths: give them their credible surroundings'
-    # before the outlier test, whose median reference would otherwise follow them
-    # where they are the majority (between the stripes of a barcode, say).
-    fill = _pull_push(depth, lambda a, b: weight[a:b], 12)(0, depth.shape[0])
-    np.copyto(depth, fill, where=~credible)
-    del fill
-    return regularize_depth(depth, weight, sigma=sigma), confidence
+    return regularize_depth(depth, credible.astype(np.float32), sigma=sigma), confidence
 
 
 def stands_out(peak: np.ndarray, reach: float, share: float) -> np.ndarray:
